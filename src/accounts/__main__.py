@@ -1,0 +1,5 @@
+"""`python -m accounts` runs the command line."""
+
+from accounts.cli import main
+
+main()

@@ -1,0 +1,161 @@
+"""The ``accounts`` command line: serve, migrate, create-admin, openapi."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from accounts.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="Accounts: a user-accounts service with REST and GraphQL APIs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _run(
+    settings: Settings, work: Callable[..., Awaitable[T]], *, migrate_sqlite: bool = True
+) -> T:
+    """Build the container, start it, run ``work(container)``, and close it."""
+    from accounts.bootstrap import build
+    from accounts.db.migrate import DatabaseNotMigrated
+
+    async def main() -> T:
+        container = build(settings)
+        try:
+            await container.start(migrate_sqlite=migrate_sqlite)
+            return await work(container)
+        finally:
+            await container.close()
+
+    try:
+        return asyncio.run(main())
+    except DatabaseNotMigrated as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot reach the database: {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind [default: ACCOUNTS_HOST or 127.0.0.1]")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: ACCOUNTS_PORT or 8000]")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes [default: 1]")
+    ] = None,
+) -> None:
+    """Serve the API. Applies pending migrations on SQLite; refuses an unmigrated PostgreSQL."""
+    import uvicorn
+
+    overrides = {
+        k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None
+    }
+    settings = _settings(**overrides)
+    # Workers re-read settings from the environment: hand them the overrides that way.
+    for key, value in overrides.items():
+        os.environ[f"ACCOUNTS_{key.upper()}"] = str(value)
+
+    async def ready(_container: object) -> None:
+        return None
+
+    # Migrate and create the first signing key once, here, rather than racing in
+    # every worker; a PostgreSQL schema that is behind stops us with a hint.
+    _run(settings, ready)
+    uvicorn.run(
+        "accounts.http.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from accounts.db import migrate as migrations
+    from accounts.db.engine import Database, DatabaseConfig
+
+    settings = _settings()
+
+    async def main() -> None:
+        database = Database(DatabaseConfig(url=settings.database_url))
+        try:
+            await migrations.upgrade(database)
+        finally:
+            await database.dispose()
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot reach the database: {exc}")
+        raise typer.Exit(1) from None
+    typer.echo("database is up to date")
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="The admin's email address")],
+    name: Annotated[str, typer.Option(help="The admin's display name")],
+    password: Annotated[
+        str | None,
+        typer.Option(help="Else ACCOUNTS_ADMIN_PASSWORD, else a hidden prompt", show_default=False),
+    ] = None,
+) -> None:
+    """Create a superuser account."""
+    from accounts.bootstrap import Container
+    from accounts.domain.errors import DomainError
+
+    settings = _settings()
+    secret = password or os.environ.get("ACCOUNTS_ADMIN_PASSWORD")
+    if not secret:
+        secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def create(container: Container) -> str:
+        user = await container.users.create(email, secret, name, is_superuser=True)
+        return str(user.id)
+
+    try:
+        user_id = _run(settings, create)
+    except DomainError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    typer.echo(f"created superuser {email} ({user_id})")
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document of the REST API."""
+    from accounts.http.app import create_app
+
+    typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2))
+
+
+def main() -> None:
+    app()

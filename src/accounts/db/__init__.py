@@ -1,0 +1,1 @@
+"""Database access: engines, the unit of work, repositories (all SQL) and migrations."""

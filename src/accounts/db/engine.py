@@ -1,0 +1,99 @@
+"""Engines and session factories for SQLite (embedded) and PostgreSQL (production).
+
+SQLite allows one writer at a time. Python's sqlite3 driver opens transactions
+lazily, so a transaction that reads and then writes can find that another writer
+committed in between, and fails at once with "database is locked" (no busy wait
+helps there). Writers therefore take the write lock up front with
+``BEGIN IMMEDIATE`` and queue on the busy timeout; readers use a plain ``BEGIN``
+and, with WAL, never block or are blocked by the writer. PostgreSQL needs none of
+this: both factories share one engine there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str
+    pool_size: int = 10
+    max_overflow: int = 10
+    pool_timeout: float = 5.0
+    echo: bool = False
+
+
+class Database:
+    """Owns the engines; built by bootstrap, disposed by the app's lifespan."""
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        self.config = config
+        self.is_sqlite = config.url.startswith("sqlite")
+        if self.is_sqlite:
+            self.write_engine = self._sqlite_engine(begin="BEGIN IMMEDIATE")
+            self.read_engine = self._sqlite_engine(begin="BEGIN")
+        else:
+            self.write_engine = create_async_engine(
+                config.url,
+                pool_size=config.pool_size,
+                max_overflow=config.max_overflow,
+                pool_timeout=config.pool_timeout,
+                pool_pre_ping=True,
+                echo=config.echo,
+            )
+            self.read_engine = self.write_engine
+        self.write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def _sqlite_engine(self, *, begin: str) -> AsyncEngine:
+        engine = create_async_engine(
+            self.config.url,
+            pool_size=self.config.pool_size,
+            max_overflow=self.config.max_overflow,
+            pool_timeout=self.config.pool_timeout,
+            echo=self.config.echo,
+        )
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Hand transaction control to SQLAlchemy (see the module docstring).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            connection.exec_driver_sql(begin)
+
+        return engine
+
+    async def ping(self) -> None:
+        """Run a trivial query; raises if the database does not answer."""
+        async with self.read_engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()
+
+
+def new_session(database: Database, *, write: bool) -> AsyncSession:
+    factory = database.write_sessions if write else database.read_sessions
+    return factory()

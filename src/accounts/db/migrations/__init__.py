@@ -1,0 +1,1 @@
+"""Alembic migrations (``accounts migrate`` runs them)."""

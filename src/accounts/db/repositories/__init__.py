@@ -1,0 +1,1 @@
+"""Repositories: every SQL statement the service issues lives in this package."""

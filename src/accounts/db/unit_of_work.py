@@ -1,0 +1,82 @@
+"""The unit of work: one database transaction, committed only on purpose.
+
+A service opens one per use case::
+
+    async with self._uow(write=True) as uow:
+        user = await uow.users.get(user_id)
+        ...
+        await uow.commit()
+
+Leaving the block without ``commit()`` rolls everything back. Errors that mean the
+database is unreachable or overloaded leave as ``ServiceUnavailable`` so that the
+edges answer 503 instead of a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from accounts.db.engine import Database, new_session
+from accounts.db.repositories.auth_sessions import AuthSessionRepository
+from accounts.db.repositories.refresh_tokens import RefreshTokenRepository
+from accounts.db.repositories.signing_keys import SigningKeyRepository
+from accounts.db.repositories.users import UserRepository
+from accounts.domain.errors import ServiceUnavailable
+
+UnitOfWorkFactory = Callable[..., "UnitOfWork"]
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, PoolTimeoutError | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class UnitOfWork:
+    def __init__(self, database: Database, *, write: bool = False) -> None:
+        self._database = database
+        self._write = write
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.session = new_session(self._database, write=self._write)
+        self.users = UserRepository(self.session)
+        self.auth_sessions = AuthSessionRepository(self.session)
+        self.refresh_tokens = RefreshTokenRepository(self.session)
+        self.signing_keys = SigningKeyRepository(self.session)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            # close() rolls back whatever was not committed and releases the
+            # connection; unlike rollback() it leaves loaded objects readable.
+            await self.session.close()
+        except Exception:
+            # The connection is already broken; the original error says more.
+            if exc is None:
+                raise
+        if exc is not None and _is_unavailable(exc):
+            raise ServiceUnavailable() from exc
+
+    async def commit(self) -> None:
+        try:
+            await self.session.commit()
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise ServiceUnavailable() from exc
+            raise
+
+
+def unit_of_work_factory(database: Database) -> UnitOfWorkFactory:
+    def make(*, write: bool = False) -> UnitOfWork:
+        return UnitOfWork(database, write=write)
+
+    return make

@@ -1,0 +1,65 @@
+"""Rules for the values a user is made of: email, name and password.
+
+Each ``normalize_*``/``check_*`` function returns the canonical value or raises
+``ValueError`` with a message fit to show the client; the edges turn that into
+a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+from accounts.domain.text import has_forbidden_characters
+
+EMAIL_MAX_LENGTH = 254
+NAME_MAX_LENGTH = 100
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256
+
+
+def normalize_email(value: str) -> str:
+    """Validate an address and return it in canonical form (domain lower-cased, NFC)."""
+    value = value.strip()
+    if len(value) > EMAIL_MAX_LENGTH:
+        raise ValueError(f"must be at most {EMAIL_MAX_LENGTH} characters")
+    if has_forbidden_characters(value):
+        raise ValueError("must not contain control characters")
+    try:
+        # No DNS look-up: deliverability is proven by the verification email, and a
+        # network call on the request path would make registration slow and flaky.
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"is not a valid email address: {exc}") from None
+    return result.normalized
+
+
+def email_key(email: str) -> str:
+    """The key that makes emails unique case-insensitively (the whole address lower-cased).
+
+    RFC 5321 lets a local part be case-sensitive, but no mail provider treats it so,
+    and two accounts that differ only in case are a support and phishing hazard.
+    """
+    return email.strip().lower()
+
+
+def normalize_name(value: str) -> str:
+    """Trim a display name and check it is 1-100 characters with no control characters."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    if len(value) > NAME_MAX_LENGTH:
+        raise ValueError(f"must be at most {NAME_MAX_LENGTH} characters")
+    if has_forbidden_characters(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def check_password(value: str) -> str:
+    """Check a new password's length (NIST SP 800-63B: length, no composition rules)."""
+    if len(value) < PASSWORD_MIN_LENGTH:
+        raise ValueError(f"must be at least {PASSWORD_MIN_LENGTH} characters")
+    if len(value) > PASSWORD_MAX_LENGTH:
+        raise ValueError(f"must be at most {PASSWORD_MAX_LENGTH} characters")
+    if has_forbidden_characters(value, allow_controls=True):
+        raise ValueError("must be valid Unicode text")
+    return value

@@ -1,0 +1,1 @@
+"""The HTTP edge: the FastAPI app, REST routers, problem details and middleware."""

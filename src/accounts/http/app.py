@@ -1,0 +1,63 @@
+"""The app factory. ``create_app(settings)`` returns an app whose lifespan builds,
+starts and finally closes every resource through ``bootstrap.build``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from accounts import __version__
+from accounts.bootstrap import build
+from accounts.http import ops
+from accounts.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from accounts.http.problems import install_problem_handlers
+from accounts.http.rest import auth as auth_routes
+from accounts.http.rest import users as user_routes
+from accounts.logging import configure_logging
+from accounts.settings import Settings, load_settings
+
+DESCRIPTION = """\
+User accounts as a service: registration, login with rotating refresh tokens,
+profiles and administration. Errors are `application/problem+json` (RFC 9457).
+
+Use **Authorize** with an email (as *username*) and password to try the
+authenticated endpoints.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = build(settings)
+        try:
+            await container.start()
+            app.state.container = container
+            yield
+        finally:
+            await container.close()
+
+    app = FastAPI(
+        title="Accounts",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        # FastAPI's own OpenTelemetry hooks: we export metrics and logs ourselves.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
+    install_problem_handlers(app)
+    app.include_router(user_routes.router)
+    app.include_router(auth_routes.router)
+    app.include_router(ops.router)
+    # Added last is outermost: request ids and the 500 safety net wrap everything.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,134 @@
+"""Pure-ASGI middleware (no ``BaseHTTPMiddleware``: it buffers and costs a task per request).
+
+``RequestContextMiddleware`` is the outermost of ours: it gives every request an id,
+logs one line per request, and turns any exception that escaped the handlers into
+a masked 500 problem. ``BodySizeLimitMiddleware`` refuses oversized bodies with 413
+before anything parses or hashes them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from accounts.http.problems import http_problem, internal_error
+
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+logger = structlog.get_logger("accounts.http")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = _header(scope, b"x-request-id")
+        request_id = offered if offered and _SANE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                if "x-request-id" not in headers:
+                    headers["X-Request-ID"] = request_id
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                logger.exception("unhandled error", path=scope.get("path"))
+                if not response_started:
+                    await internal_error(request_id)(scope, receive, send_with_id)
+            finally:
+                route = scope.get("route")
+                logger.info(
+                    "request",
+                    method=scope.get("method"),
+                    route=getattr(route, "path", None) or "<unmatched>",
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    user_id=scope.get("state", {}).get("user_id"),
+                )
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a streamed body passes the limit.
+
+    An HTTPException, because FastAPI re-raises those from body parsing as they
+    are (anything else there becomes a generic 400), and the problem handler
+    renders it as a 413.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"The request body is larger than {max_bytes} bytes.")
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(scope.get("state", {}).get("request_id", ""))
+        declared = _header(scope, b"content-length")
+        if declared is not None and not declared.isdigit():
+            await http_problem(400, "Invalid Content-Length header.", request_id)(
+                scope, receive, send
+            )
+            return
+        if declared is not None and int(declared) > self.max_bytes:
+            await self._too_large(request_id)(scope, receive, send)
+            return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if response_started:
+                raise
+            await self._too_large(request_id)(scope, receive, send)
+
+    def _too_large(self, request_id: str) -> ASGIApp:
+        return http_problem(413, str(BodyTooLarge(self.max_bytes).detail), request_id)

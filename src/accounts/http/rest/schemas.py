@@ -1,0 +1,133 @@
+"""Request and response bodies of the REST API.
+
+Requests forbid unknown fields (no silent mass assignment) and run the same domain
+rules the services apply, so a bad value is a 422 naming the field before any work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from accounts.domain.users import (
+    EMAIL_MAX_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    check_password,
+    normalize_email,
+    normalize_name,
+)
+
+Email = Annotated[
+    str,
+    Field(max_length=EMAIL_MAX_LENGTH, json_schema_extra={"format": "email"}),
+    AfterValidator(normalize_email),
+]
+Name = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(normalize_name)]
+NewPassword = Annotated[
+    str,
+    Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
+    AfterValidator(check_password),
+]
+# A password being checked, not set: only bounded, so it is never hashed when huge.
+GivenPassword = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+OpaqueToken = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserCreate(RequestModel):
+    email: Email
+    password: NewPassword
+    name: Name
+
+
+class SelfUpdate(RequestModel):
+    """What a user may change about themself. An absent or null field is left as is."""
+
+    name: Name | None = None
+    email: Email | None = None
+
+
+class UserUpdate(SelfUpdate):
+    """What may change about a user; is_active and is_superuser are for superusers."""
+
+    is_active: bool | None = None
+    is_superuser: bool | None = None
+
+
+class PasswordChange(RequestModel):
+    current_password: GivenPassword
+    new_password: NewPassword
+
+
+class LoginRequest(RequestModel):
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+    password: GivenPassword
+
+
+class RefreshRequest(RequestModel):
+    refresh_token: OpaqueToken
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    name: str
+    is_active: bool
+    is_superuser: bool
+    email_verified: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class UserList(BaseModel):
+    items: list[UserRead]
+    total: int
+    skip: int
+    limit: int
+    next_cursor: str | None
+
+
+class TokenPairRead(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type
+    expires_in: int
+    refresh_token: str
+
+
+class ProblemRead(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str
+
+
+class FieldErrorRead(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblemRead(ProblemRead):
+    errors: list[FieldErrorRead]
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the problem statuses a route can answer."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in (*statuses, 422):
+        model = ValidationProblemRead if status == 422 else ProblemRead
+        responses[status] = {
+            "model": model,
+            "content": {"application/problem+json": {"schema": model.model_json_schema()}},
+        }
+    return responses

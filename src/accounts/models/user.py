@@ -1,0 +1,32 @@
+"""The ``users`` table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import Boolean, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from accounts.models.base import Base, new_id, utcnow
+
+
+class User(Base):
+    __tablename__ = "users"
+    # Keyset pagination walks (created_at, id); email order walks the unique email_key.
+    __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    # ``email`` is shown as the user wrote it; ``email_key`` (lower-cased) carries the
+    # unique index, so the database itself refuses a case-variant duplicate.
+    email: Mapped[str] = mapped_column(String(254))
+    email_key: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Bumped on every change to what a client sees; the ETag is derived from it.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,1 @@
+"""Cryptography: password hashing, the signing key ring and access tokens, opaque tokens."""

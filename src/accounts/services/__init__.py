@@ -1,0 +1,1 @@
+"""Use cases: the one place business rules live. No HTTP, no GraphQL, no SQL here."""

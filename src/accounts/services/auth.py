@@ -1,0 +1,234 @@
+"""Authentication: login, refresh with rotation and reuse detection, logout, and
+checking an access token on every request.
+
+A *session* is one login. Its access tokens (short-lived JWTs) carry its id as
+``sid``; its refresh tokens (opaque, single use) are stored by hash. Revoking the
+session cuts off both at once, because every authenticated request checks that
+its session is still live and its user still active.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from accounts.domain.errors import (
+    InactiveUser,
+    InvalidCredentials,
+    NotAuthenticated,
+)
+from accounts.domain.users import email_key, normalize_email
+from accounts.models import AuthSession, RefreshToken, User
+from accounts.models.base import utcnow
+from accounts.security.opaque import hash_token, new_token
+from accounts.security.passwords import PasswordHasher
+from accounts.security.tokens import AccessTokenCodec, InvalidAccessToken, UnknownKeyId
+from accounts.services.signing_keys import SigningKeyService
+
+TOKEN_TYPE = "bearer"  # noqa: S105 - the OAuth2 token type
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    token_type: str = TOKEN_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Where a request came from, as recorded on sessions (and, later, audit events)."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller: a live session of an active user."""
+
+    user: User
+    session_id: uuid.UUID
+
+
+def login_key(email: str) -> str:
+    """The lookup key for a login email, forgiving of forms the registration normalised."""
+    try:
+        return email_key(normalize_email(email))
+    except ValueError:
+        return email_key(email)
+
+
+class AuthService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        access_tokens: AccessTokenCodec,
+        signing_keys: SigningKeyService,
+        *,
+        refresh_ttl_seconds: int,
+    ) -> None:
+        self._uow = uow
+        self._hasher = hasher
+        self._access_tokens = access_tokens
+        self._signing_keys = signing_keys
+        self._refresh_ttl = dt.timedelta(seconds=refresh_ttl_seconds)
+
+    async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
+        """Exchange credentials for a new session's token pair.
+
+        Raises:
+            InvalidCredentials: unknown email or wrong password (same error, same time).
+            InactiveUser: the password was right but the account is deactivated.
+        """
+        async with self._uow() as uow:
+            user = await uow.users.get_by_email_key(login_key(email))
+        stored_hash = user.password_hash if user is not None else None
+        if not await self._hasher.verify(stored_hash, password) or user is None:
+            raise InvalidCredentials()
+        if not user.is_active:
+            raise InactiveUser()
+        # Hash before taking the write lock: hashing is slow, the lock is shared.
+        new_hash = (
+            await self._hasher.hash(password)
+            if self._hasher.needs_rehash(user.password_hash)
+            else None
+        )
+        now = utcnow()
+        async with self._uow(write=True) as uow:
+            current = await uow.users.get(user.id)
+            if current is None:
+                raise InvalidCredentials()
+            if not current.is_active:
+                raise InactiveUser()
+            if new_hash is not None and current.password_hash == user.password_hash:
+                current.password_hash = new_hash
+            session = await uow.auth_sessions.add(
+                AuthSession(
+                    user_id=current.id,
+                    created_at=now,
+                    last_used_at=now,
+                    expires_at=now + self._refresh_ttl,
+                    user_agent=_clip(client.user_agent, 512),
+                    ip=_clip(client.ip, 64),
+                )
+            )
+            refresh_token = await self._add_refresh_token(uow, session, now)
+            await uow.commit()
+        return self._pair(current.id, session.id, refresh_token, now)
+
+    async def refresh(self, refresh_token: str, client: ClientInfo) -> TokenPair:
+        """Spend a refresh token for a new pair in the same session.
+
+        A token that was already spent means it was copied: the whole session is
+        revoked, so neither the thief nor the user can go on with it.
+
+        Raises:
+            NotAuthenticated: unknown, expired or spent token; revoked session; inactive user.
+        """
+        now = utcnow()
+        async with self._uow(write=True) as uow:
+            stored = await uow.refresh_tokens.get_by_hash(hash_token(refresh_token))
+            if stored is None:
+                raise NotAuthenticated("Invalid refresh token.")
+            if stored.used_at is not None or not await uow.refresh_tokens.spend(stored.id, now):
+                await uow.auth_sessions.revoke(stored.session_id, now)
+                await uow.commit()
+                raise NotAuthenticated("Refresh token already used; the session is revoked.")
+            session = await uow.auth_sessions.get(stored.session_id)
+            if (
+                session is None
+                or session.revoked_at is not None
+                or session.expires_at <= now
+                or stored.expires_at <= now
+            ):
+                raise NotAuthenticated("Invalid refresh token.")
+            user = await uow.users.get(session.user_id)
+            if user is None or not user.is_active:
+                raise NotAuthenticated("Invalid refresh token.")
+            # Sliding expiry: a session in use stays alive; one left idle for the
+            # refresh lifetime ends.
+            session.expires_at = now + self._refresh_ttl
+            session.last_used_at = now
+            if client.ip:
+                session.ip = _clip(client.ip, 64)
+            new_refresh_token = await self._add_refresh_token(uow, session, now)
+            await uow.commit()
+        return self._pair(user.id, session.id, new_refresh_token, now)
+
+    async def logout(self, refresh_token: str) -> None:
+        """Revoke the session a refresh token belongs to.
+
+        Raises:
+            NotAuthenticated: the token is unknown, or its session already ended.
+        """
+        now = utcnow()
+        async with self._uow(write=True) as uow:
+            stored = await uow.refresh_tokens.get_by_hash(hash_token(refresh_token))
+            if stored is None or not await uow.auth_sessions.revoke(stored.session_id, now):
+                raise NotAuthenticated("Invalid refresh token.")
+            await uow.commit()
+
+    async def logout_session(self, principal: Principal) -> None:
+        """Revoke the caller's own session (logout with a bearer token)."""
+        async with self._uow(write=True) as uow:
+            await uow.auth_sessions.revoke(principal.session_id, utcnow())
+            await uow.commit()
+
+    async def authenticate(self, access_token: str) -> Principal:
+        """Check an access token and that its session and user are still good.
+
+        Raises:
+            NotAuthenticated: forged, expired or foreign token; revoked session;
+                deleted or deactivated user.
+        """
+        try:
+            claims = self._access_tokens.verify(access_token)
+        except UnknownKeyId:
+            # Perhaps another instance created or rotated a key since we loaded ours.
+            if not await self._signing_keys.reload_if_stale():
+                raise NotAuthenticated() from None
+            try:
+                claims = self._access_tokens.verify(access_token)
+            except InvalidAccessToken:
+                raise NotAuthenticated() from None
+        except InvalidAccessToken:
+            raise NotAuthenticated() from None
+        async with self._uow() as uow:
+            user = await uow.auth_sessions.get_live_user(
+                claims.session_id, claims.user_id, utcnow()
+            )
+        if user is None:
+            raise NotAuthenticated()
+        return Principal(user=user, session_id=claims.session_id)
+
+    async def _add_refresh_token(
+        self, uow: UnitOfWork, session: AuthSession, now: dt.datetime
+    ) -> str:
+        token = new_token()
+        await uow.refresh_tokens.add(
+            RefreshToken(
+                session_id=session.id,
+                token_hash=hash_token(token),
+                created_at=now,
+                expires_at=session.expires_at,
+            )
+        )
+        return token
+
+    def _pair(
+        self, user_id: uuid.UUID, session_id: uuid.UUID, refresh_token: str, now: dt.datetime
+    ) -> TokenPair:
+        return TokenPair(
+            access_token=self._access_tokens.issue(user_id, session_id, now),
+            expires_in=self._access_tokens.ttl_seconds,
+            refresh_token=refresh_token,
+        )
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    return value[:length] if value else None

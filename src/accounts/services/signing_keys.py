@@ -1,0 +1,58 @@
+"""The shared signing key ring: created on first start, loaded by every instance.
+
+The keys live in the database so that every instance, and every restart, signs and
+verifies with the same ring. If two instances start on an empty database at once,
+each may create a key; both are kept and published, and a token signed by one is
+still accepted by the other because an unknown ``kid`` triggers a (throttled)
+reload of the ring.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from accounts.db.unit_of_work import UnitOfWorkFactory
+from accounts.models import SigningKey
+from accounts.security.keys import generate_key, load_key
+from accounts.security.tokens import KeyRing
+
+RELOAD_INTERVAL_SECONDS = 10.0
+
+
+class SigningKeyService:
+    def __init__(self, uow: UnitOfWorkFactory, ring: KeyRing) -> None:
+        self._uow = uow
+        self.ring = ring
+        self._loaded_at = 0.0
+
+    async def load(self) -> None:
+        """Load the ring, creating the first key if there is none."""
+        async with self._uow(write=True) as uow:
+            rows = await uow.signing_keys.all()
+            if not rows:
+                key = generate_key()
+                row = await uow.signing_keys.add(
+                    SigningKey(kid=key.kid, private_key_pem=key.private_pem())
+                )
+                await uow.commit()
+                rows = [row]
+        self._install(rows)
+
+    async def reload_if_stale(self) -> bool:
+        """Reload the ring unless it was loaded moments ago; True if it was reloaded.
+
+        Throttled, because an unknown ``kid`` is what a forged token carries too.
+        """
+        if time.monotonic() - self._loaded_at < RELOAD_INTERVAL_SECONDS:
+            return False
+        async with self._uow() as uow:
+            rows = await uow.signing_keys.all()
+        self._install(rows)
+        return True
+
+    def _install(self, rows: Sequence[SigningKey]) -> None:
+        # Retired keys verify but never sign: order them first, the newest active key last.
+        ordered = sorted(rows, key=lambda row: (row.retired_at is None, row.created_at, row.kid))
+        self.ring.replace([load_key(row.private_key_pem) for row in ordered])
+        self._loaded_at = time.monotonic()

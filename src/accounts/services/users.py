@@ -1,0 +1,298 @@
+"""Users: registration, reading, listing, changing and deleting accounts.
+
+Visibility: a user sees only themself; a superuser sees everyone. A user asking for
+someone else gets ``NotFound``, never ``PermissionDenied``, so that ids do not reveal
+which accounts exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from accounts.db.repositories.users import UserFilter
+from accounts.db.unit_of_work import UnitOfWorkFactory
+from accounts.domain.errors import (
+    FieldError,
+    IncorrectPassword,
+    InvalidCursor,
+    InvalidInput,
+    LastSuperuser,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    RegistrationClosed,
+)
+from accounts.domain.pagination import Cursor, Page, UserSort
+from accounts.domain.users import check_password, email_key, normalize_email, normalize_name
+from accounts.models import User
+from accounts.models.base import utcnow
+from accounts.security.passwords import PasswordHasher
+from accounts.services.auth import Principal
+
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class UserChanges:
+    """A partial update; ``None`` leaves a field as it is."""
+
+    name: str | None = None
+    email: str | None = None
+    is_active: bool | None = None
+    is_superuser: bool | None = None
+
+    @property
+    def touches_privileges(self) -> bool:
+        return self.is_active is not None or self.is_superuser is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    query: str | None = None
+    is_active: bool | None = None
+    sort: UserSort = UserSort.CREATED_AT_DESC
+    cursor: str | None = None
+    skip: int = 0
+    limit: int = 20
+
+
+def _valid(field: str, rule: Callable[[str], str], value: str) -> str:
+    """Apply a domain rule, turning its ValueError into InvalidInput naming the field."""
+    try:
+        return rule(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{field} {exc}", [FieldError(("body", field), str(exc), "value_error")]
+        ) from None
+
+
+def _visible(actor: User, user_id: uuid.UUID) -> bool:
+    return actor.is_superuser or actor.id == user_id
+
+
+class UserService:
+    def __init__(
+        self, uow: UnitOfWorkFactory, hasher: PasswordHasher, *, registration_open: bool
+    ) -> None:
+        self._uow = uow
+        self._hasher = hasher
+        self._registration_open = registration_open
+
+    async def register(self, email: str, password: str, name: str) -> User:
+        """Self-service sign-up.
+
+        Raises:
+            RegistrationClosed: sign-up is switched off by configuration.
+            InvalidInput: a value breaks a rule.
+            EmailTaken: another account has this email, in any letter case.
+        """
+        if not self._registration_open:
+            raise RegistrationClosed()
+        return await self.create(email, password, name)
+
+    async def create(
+        self, email: str, password: str, name: str, *, is_superuser: bool = False
+    ) -> User:
+        """Create an account regardless of whether registration is open (admins, CLI).
+
+        Raises:
+            InvalidInput: a value breaks a rule.
+            EmailTaken: another account has this email, in any letter case.
+        """
+        email = _valid("email", normalize_email, email)
+        name = _valid("name", normalize_name, name)
+        password = _valid("password", check_password, password)
+        password_hash = await self._hasher.hash(password)
+        now = utcnow()
+        user = User(
+            email=email,
+            email_key=email_key(email),
+            name=name,
+            password_hash=password_hash,
+            is_active=True,
+            is_superuser=is_superuser,
+            email_verified=False,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._uow(write=True) as uow:
+            await uow.users.add(user)
+            await uow.commit()
+        return user
+
+    async def get(self, actor: User, user_id: uuid.UUID) -> User:
+        """Raises: NotFound: absent, or not the caller's to see."""
+        if not _visible(actor, user_id):
+            raise NotFound()
+        if actor.id == user_id:
+            return actor
+        async with self._uow() as uow:
+            user = await uow.users.get(user_id)
+        if user is None:
+            raise NotFound()
+        return user
+
+    async def list(self, actor: User, query: ListQuery) -> Page[User]:
+        """A page of users for a superuser.
+
+        Raises:
+            PermissionDenied: the caller is not a superuser.
+            InvalidInput: paging values out of range. InvalidCursor: a bad cursor.
+        """
+        if not actor.is_superuser:
+            raise PermissionDenied("Only superusers can list users.")
+        if query.skip < 0 or not 1 <= query.limit <= MAX_PAGE_SIZE:
+            raise InvalidInput(f"skip must be >= 0 and limit 1-{MAX_PAGE_SIZE}.")
+        after = _cursor_position(query.cursor, query.sort) if query.cursor else None
+        filters = UserFilter(query=query.query or None, is_active=query.is_active)
+        async with self._uow() as uow:
+            rows = await uow.users.list(
+                filters, sort=query.sort, after=after, skip=query.skip, limit=query.limit + 1
+            )
+            total = await uow.users.count(filters)
+        items = rows[: query.limit]
+        next_cursor = _cursor_for(items[-1], query.sort) if len(rows) > query.limit else None
+        return Page(
+            items=items, total=total, skip=query.skip, limit=query.limit, next_cursor=next_cursor
+        )
+
+    async def update(
+        self,
+        actor: User,
+        user_id: uuid.UUID,
+        changes: UserChanges,
+        *,
+        if_match: frozenset[int] | None = None,
+    ) -> User:
+        """Change a user. ``if_match`` holds the versions the caller last saw, if it said.
+
+        Raises:
+            NotFound: absent, or not the caller's to see.
+            PermissionDenied: a non-superuser tried to change is_active or is_superuser.
+            PreconditionFailed: the user changed since the caller read it.
+            LastSuperuser: the change would leave no active superuser.
+            EmailTaken: the new email belongs to another account.
+            InvalidInput: a value breaks a rule.
+        """
+        if not _visible(actor, user_id):
+            raise NotFound()
+        if changes.touches_privileges and not actor.is_superuser:
+            raise PermissionDenied("Only superusers can change is_active or is_superuser.")
+        name = _valid("name", normalize_name, changes.name) if changes.name is not None else None
+        email = (
+            _valid("email", normalize_email, changes.email) if changes.email is not None else None
+        )
+        demotes = changes.is_active is False or changes.is_superuser is False
+        now = utcnow()
+        async with self._uow(write=True) as uow:
+            # Superusers are locked before the target, in one order, so two admins
+            # demoting each other queue instead of deadlocking or both succeeding.
+            superusers = await uow.users.lock_active_superusers() if demotes else []
+            user = await uow.users.get_for_update(user_id)
+            if user is None:
+                raise NotFound()
+            if if_match is not None and user.version not in if_match:
+                raise PreconditionFailed()
+            if demotes and user.is_superuser and user.is_active and superusers == [user.id]:
+                raise LastSuperuser()
+            changed = _apply(user, name=name, email=email, changes=changes)
+            if changes.is_active is False:
+                await uow.auth_sessions.revoke_all_for_user(user.id, now)
+            if changed:
+                user.version += 1
+                user.updated_at = now
+                await uow.users.save(user)
+            await uow.commit()
+        return user
+
+    async def delete(self, actor: User, user_id: uuid.UUID) -> None:
+        """Erase an account with its sessions and tokens.
+
+        Raises:
+            NotFound: absent, or not the caller's to see.
+            LastSuperuser: it is the last active superuser.
+        """
+        if not _visible(actor, user_id):
+            raise NotFound()
+        async with self._uow(write=True) as uow:
+            superusers = await uow.users.lock_active_superusers()
+            user = await uow.users.get_for_update(user_id)
+            if user is None:
+                raise NotFound()
+            if user.is_superuser and user.is_active and superusers == [user.id]:
+                raise LastSuperuser()
+            await uow.users.delete(user.id)
+            await uow.commit()
+
+    async def change_password(self, principal: Principal, current: str, new: str) -> None:
+        """Change the caller's password and end every other session of theirs.
+
+        Raises:
+            InvalidInput: the new password breaks a rule.
+            IncorrectPassword: ``current`` is not the caller's password.
+        """
+        new = _valid("new_password", check_password, new)
+        user = principal.user
+        if not await self._hasher.verify(user.password_hash, current):
+            raise IncorrectPassword()
+        new_hash = await self._hasher.hash(new)
+        now = utcnow()
+        async with self._uow(write=True) as uow:
+            locked = await uow.users.get_for_update(user.id)
+            if locked is None:
+                raise NotFound()
+            if locked.password_hash != user.password_hash:
+                # Changed by a concurrent request since we verified: the current
+                # password we checked may no longer be current.
+                raise IncorrectPassword()
+            locked.password_hash = new_hash
+            locked.updated_at = now
+            await uow.auth_sessions.revoke_all_for_user(
+                user.id, now, except_id=principal.session_id
+            )
+            await uow.commit()
+
+    async def count(self) -> int:
+        async with self._uow() as uow:
+            return await uow.users.count(UserFilter())
+
+
+def _apply(user: User, *, name: str | None, email: str | None, changes: UserChanges) -> bool:
+    changed = False
+    if name is not None and name != user.name:
+        user.name = name
+        changed = True
+    if email is not None and email != user.email:
+        if email_key(email) != user.email_key:
+            user.email_verified = False
+        user.email = email
+        user.email_key = email_key(email)
+        changed = True
+    for field in ("is_active", "is_superuser"):
+        value = getattr(changes, field)
+        if value is not None and value != getattr(user, field):
+            setattr(user, field, value)
+            changed = True
+    return changed
+
+
+def _cursor_for(user: User, sort: UserSort) -> str:
+    key = user.created_at.isoformat() if sort.field == "created_at" else user.email_key
+    return Cursor(sort=sort.value, key=key, id=user.id).encode()
+
+
+def _cursor_position(token: str, sort: UserSort) -> tuple[dt.datetime | str, uuid.UUID]:
+    cursor = Cursor.decode(token, sort=sort.value)
+    if sort.field != "created_at":
+        return cursor.key, cursor.id
+    try:
+        created_at = dt.datetime.fromisoformat(cursor.key)
+    except ValueError:
+        raise InvalidCursor() from None
+    if created_at.tzinfo is None:
+        raise InvalidCursor()
+    return created_at, cursor.id
