@@ -1,0 +1,160 @@
+"""Shared fixtures: real databases, the app with its lifespan, and an HTTP client.
+
+Every test that takes ``database_url`` (directly or through ``settings``, ``app``
+or ``client``) runs once per backend in ACCOUNTS_TEST_DATABASES (default:
+sqlite,postgresql). PostgreSQL comes from ACCOUNTS_TEST_POSTGRES_URL, which
+``make test`` sets by starting a throwaway server; without it PostgreSQL tests are
+skipped with the reason, and under CI=true that skip is a failure instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from accounts.bootstrap import Container
+from accounts.db import migrate
+from accounts.db.engine import Database, DatabaseConfig
+from accounts.http.app import create_app
+from accounts.settings import Settings
+
+BACKENDS = [
+    name.strip()
+    for name in os.environ.get("ACCOUNTS_TEST_DATABASES", "sqlite,postgresql").split(",")
+    if name.strip()
+]
+POSTGRES_URL = os.environ.get("ACCOUNTS_TEST_POSTGRES_URL")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# Tables emptied between PostgreSQL tests; signing keys are kept, as generating
+# an RSA key per test would only slow the suite.
+DATA_TABLES = ["refresh_tokens", "sessions", "users"]
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+def _run_in_thread(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run set-up coroutines for session fixtures, which may be requested while a
+    test's event loop is already running in this thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
+
+
+async def _migrate(url: str) -> None:
+    database = Database(DatabaseConfig(url=url))
+    try:
+        await migrate.upgrade(database)
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "accounts.db"
+    _run_in_thread(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test run, dropped at the end."""
+    if not POSTGRES_URL:
+        reason = (
+            "PostgreSQL not configured: set ACCOUNTS_TEST_POSTGRES_URL or run `make test`, "
+            "which starts one with scripts/postgres.sh"
+        )
+        if IN_CI:
+            pytest.fail(f"{reason} (a skip is a failure under CI)")
+        pytest.skip(reason)
+    name = f"accounts_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+        await _migrate(_with_database(POSTGRES_URL, name))
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    _run_in_thread(create())
+    yield _with_database(POSTGRES_URL, name)
+    _run_in_thread(drop())
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "accounts.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        connection = await asyncpg.connect(_asyncpg_dsn(url))
+        try:
+            await connection.execute(f"TRUNCATE {', '.join(DATA_TABLES)} CASCADE")
+        finally:
+            await connection.close()
+        return url
+    raise ValueError(f"unknown backend in ACCOUNTS_TEST_DATABASES: {request.param}")
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "log_level": "warning",
+        "database_pool_size": 20,
+        "database_pool_timeout_seconds": 30,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application) as manager:
+        yield manager.app  # type: ignore[misc]
+
+
+@pytest.fixture
+def container(app: FastAPI) -> Container:
+    built: Container = app.state.container
+    return built
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
