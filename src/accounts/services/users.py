@@ -199,13 +199,14 @@ class UserService:
                 raise PreconditionFailed()
             if demotes and user.is_superuser and user.is_active and superusers == [user.id]:
                 raise LastSuperuser()
-            changed = _apply(user, name=name, email=email, changes=changes)
-            if changes.is_active is False:
-                await uow.auth_sessions.revoke_all_for_user(user.id, now)
-            if changed:
+            if _apply(user, name=name, email=email, changes=changes):
                 user.version += 1
                 user.updated_at = now
+                # Saved before any other statement, whose autoflush would write the
+                # new email outside the duplicate-email guard.
                 await uow.users.save(user)
+            if changes.is_active is False:
+                await uow.auth_sessions.revoke_all_for_user(user.id, now)
             await uow.commit()
         return user
 

@@ -50,25 +50,30 @@ class UserRepository:
 
     async def add(self, user: User) -> User:
         """Insert a user; a duplicate email, even one racing in from elsewhere, is EmailTaken."""
-        await self._flush_guarding_email(user, add=True)
-        return user
-
-    async def save(self, user: User) -> User:
-        """Write pending changes to a loaded user; an email that is taken is EmailTaken."""
-        await self._flush_guarding_email(user, add=False)
-        return user
-
-    async def _flush_guarding_email(self, user: User, *, add: bool) -> None:
         # The unique index decides, not a prior SELECT: two requests can both see the
         # email free. The savepoint keeps the outer transaction usable afterwards.
         try:
             async with self._session.begin_nested():
-                if add:
-                    self._session.add(user)
+                self._session.add(user)
         except IntegrityError as exc:
             if _is_duplicate_email(exc):
                 raise EmailTaken() from None
             raise
+        return user
+
+    async def save(self, user: User) -> User:
+        """Write pending changes to a loaded user; an email that is taken is EmailTaken.
+
+        Call it before issuing other statements in the same unit of work: their
+        autoflush would write the changes without this guard.
+        """
+        try:
+            await self._session.flush()
+        except IntegrityError as exc:
+            if _is_duplicate_email(exc):
+                raise EmailTaken() from None
+            raise
+        return user
 
     async def delete(self, user_id: uuid.UUID) -> bool:
         """Delete a user; their sessions and refresh tokens go with them (ON DELETE CASCADE)."""
