@@ -1,4 +1,4 @@
-"""The ``accounts`` command line: serve, migrate, create-admin, openapi."""
+"""The ``accounts`` command line: serve, migrate, create-admin, openapi, graphql-schema."""
 
 from __future__ import annotations
 
@@ -155,6 +155,14 @@ def openapi() -> None:
     from accounts.http.app import create_app
 
     typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2))
+
+
+@app.command("graphql-schema")
+def graphql_schema() -> None:
+    """Print the GraphQL schema (SDL)."""
+    from accounts.http.graphql.schema import build_schema
+
+    typer.echo(build_schema().as_str())
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from accounts import __version__
 from accounts.bootstrap import build
 from accounts.http import ops
+from accounts.http.graphql.router import build_router as build_graphql_router
 from accounts.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from accounts.http.problems import install_problem_handlers
 from accounts.http.rest import auth as auth_routes
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(user_routes.router)
     app.include_router(auth_routes.router)
     app.include_router(ops.router)
+    app.include_router(build_graphql_router())
     # Added last is outermost: request ids and the 500 safety net wrap everything.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from accounts.domain.errors import (
+    FieldError,
     InactiveUser,
     InvalidCredentials,
+    InvalidInput,
     NotAuthenticated,
 )
-from accounts.domain.users import email_key, normalize_email
+from accounts.domain.users import PASSWORD_MAX_LENGTH, email_key, normalize_email
 from accounts.models import AuthSession, RefreshToken, User
 from accounts.models.base import utcnow
 from accounts.security.opaque import hash_token, new_token
@@ -27,6 +29,7 @@ from accounts.security.passwords import PasswordHasher
 from accounts.security.tokens import AccessTokenCodec, InvalidAccessToken, UnknownKeyId
 from accounts.services.signing_keys import SigningKeyService
 
+LOGIN_EMAIL_MAX_LENGTH = 320
 TOKEN_TYPE = "bearer"  # noqa: S105 - the OAuth2 token type
 
 
@@ -84,7 +87,13 @@ class AuthService:
         Raises:
             InvalidCredentials: unknown email or wrong password (same error, same time).
             InactiveUser: the password was right but the account is deactivated.
+            InvalidInput: the password is longer than any valid one (never hashed).
         """
+        if len(password) > PASSWORD_MAX_LENGTH or len(email) > LOGIN_EMAIL_MAX_LENGTH:
+            raise InvalidInput(
+                "email or password is too long",
+                [FieldError(("body", "password"), "is too long", "value_error")],
+            )
         async with self._uow() as uow:
             user = await uow.users.get_by_email_key(login_key(email))
         stored_hash = user.password_hash if user is not None else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from accounts.db.repositories.users import UserFilter
@@ -26,7 +26,13 @@ from accounts.domain.errors import (
     RegistrationClosed,
 )
 from accounts.domain.pagination import Cursor, Page, UserSort
-from accounts.domain.users import check_password, email_key, normalize_email, normalize_name
+from accounts.domain.users import (
+    PASSWORD_MAX_LENGTH,
+    check_password,
+    email_key,
+    normalize_email,
+    normalize_name,
+)
 from accounts.models import User
 from accounts.models.base import utcnow
 from accounts.security.passwords import PasswordHasher
@@ -67,6 +73,21 @@ def _valid(field: str, rule: Callable[[str], str], value: str) -> str:
         raise InvalidInput(
             f"{field} {exc}", [FieldError(("body", field), str(exc), "value_error")]
         ) from None
+
+
+def _check_given_password(field: str, value: str) -> None:
+    """Refuse an oversized password before it reaches the hasher (argon2 cost grows with it)."""
+    if len(value) > PASSWORD_MAX_LENGTH:
+        raise InvalidInput(
+            f"{field} is too long",
+            [
+                FieldError(
+                    ("body", field),
+                    f"must be at most {PASSWORD_MAX_LENGTH} characters",
+                    "value_error",
+                )
+            ],
+        )
 
 
 def _visible(actor: User, user_id: uuid.UUID) -> bool:
@@ -136,6 +157,13 @@ class UserService:
             raise NotFound()
         return user
 
+    async def get_many(self, actor: User, user_ids: Sequence[uuid.UUID]) -> list[User | None]:
+        """Users by id in one query, None where absent or not the caller's to see."""
+        visible = [user_id for user_id in user_ids if _visible(actor, user_id)]
+        async with self._uow() as uow:
+            found = await uow.users.get_many(visible)
+        return [found.get(user_id) if _visible(actor, user_id) else None for user_id in user_ids]
+
     async def list(self, actor: User, query: ListQuery) -> Page[User]:
         """A page of users for a superuser.
 
@@ -155,7 +183,7 @@ class UserService:
             )
             total = await uow.users.count(filters)
         items = rows[: query.limit]
-        next_cursor = _cursor_for(items[-1], query.sort) if len(rows) > query.limit else None
+        next_cursor = cursor_for(items[-1], query.sort) if len(rows) > query.limit else None
         return Page(
             items=items, total=total, skip=query.skip, limit=query.limit, next_cursor=next_cursor
         )
@@ -237,6 +265,7 @@ class UserService:
             IncorrectPassword: ``current`` is not the caller's password.
         """
         new = _valid("new_password", check_password, new)
+        _check_given_password("current_password", current)
         user = principal.user
         if not await self._hasher.verify(user.password_hash, current):
             raise IncorrectPassword()
@@ -281,7 +310,8 @@ def _apply(user: User, *, name: str | None, email: str | None, changes: UserChan
     return changed
 
 
-def _cursor_for(user: User, sort: UserSort) -> str:
+def cursor_for(user: User, sort: UserSort) -> str:
+    """The cursor that resumes a list in ``sort`` order right after ``user``."""
     key = user.created_at.isoformat() if sort.field == "created_at" else user.email_key
     return Cursor(sort=sort.value, key=key, id=user.id).encode()
 

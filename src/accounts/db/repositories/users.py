@@ -38,6 +38,13 @@ class UserRepository:
     async def get(self, user_id: uuid.UUID) -> User | None:
         return await self._session.get(User, user_id)
 
+    async def get_many(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, User]:
+        """Users by id, in one query; absent ids are simply missing from the result."""
+        if not user_ids:
+            return {}
+        result = await self._session.execute(select(User).where(User.id.in_(set(user_ids))))
+        return {user.id: user for user in result.scalars()}
+
     async def get_for_update(self, user_id: uuid.UUID) -> User | None:
         """Load and row-lock a user, so concurrent changes to it queue behind this one."""
         statement = select(User).where(User.id == user_id).with_for_update()

@@ -1,0 +1,1 @@
+"""The GraphQL API at /graphql: one Strawberry schema over the same services as REST."""

@@ -1,0 +1,164 @@
+"""The schema: queries and mutations, each a thin call into a service.
+
+Each service call opens its own unit of work, so resolvers that GraphQL runs
+concurrently never share a database session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext, Info
+
+from accounts.domain.errors import FieldError, InvalidInput
+from accounts.domain.pagination import UserSort
+from accounts.http.graphql.context import GraphQLContext
+from accounts.http.graphql.errors import DomainErrorExtension
+from accounts.http.graphql.types import (
+    PageInfo,
+    TokenPair,
+    UpdateUserInput,
+    User,
+    UserConnection,
+    UserEdge,
+)
+from accounts.services.users import MAX_PAGE_SIZE, ListQuery, UserChanges, cursor_for
+
+MAX_DEPTH = 10
+DEFAULT_PAGE_SIZE = 20
+MAX_ALIASES = 30
+MAX_TOKENS = 2000
+
+GraphQLInfo = Info[GraphQLContext, None]
+
+
+def _user_id(value: strawberry.ID, field: str = "id") -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidInput(
+            f"{field} is not a valid id",
+            [FieldError(("args", field), "is not a valid UUID", "uuid_parsing")],
+        ) from None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The caller.")
+    async def me(self, info: GraphQLInfo) -> User:
+        return User.of((await info.context.principal()).user)
+
+    @strawberry.field(description="A user, or null when absent or not the caller's to see.")
+    async def user(self, info: GraphQLInfo, id: strawberry.ID) -> User | None:
+        row = await info.context.user_loader.load(_user_id(id))
+        return User.of(row) if row is not None else None
+
+    @strawberry.field(description="Users, newest first (superusers only).")
+    async def users(
+        self,
+        info: GraphQLInfo,
+        first: int | None = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        query: str | None = None,
+        is_active: bool | None = None,
+    ) -> UserConnection:
+        first = DEFAULT_PAGE_SIZE if first is None else first
+        if not 1 <= first <= MAX_PAGE_SIZE:
+            raise InvalidInput(
+                f"first must be between 1 and {MAX_PAGE_SIZE}",
+                [FieldError(("args", "first"), f"must be 1-{MAX_PAGE_SIZE}", "value_error")],
+            )
+        principal = await info.context.principal()
+        sort = UserSort.CREATED_AT_DESC
+        page = await info.context.container.users.list(
+            principal.user,
+            ListQuery(query=query, is_active=is_active, sort=sort, cursor=after, limit=first),
+        )
+        edges = [UserEdge(cursor=cursor_for(row, sort), node=User.of(row)) for row in page.items]
+        return UserConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.next_cursor is not None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total_count=page.total,
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Register a new account.")
+    async def register(self, info: GraphQLInfo, email: str, password: str, name: str) -> User:
+        return User.of(await info.context.container.users.register(email, password, name))
+
+    @strawberry.mutation(description="Log in: a new session's token pair.")
+    async def login(self, info: GraphQLInfo, email: str, password: str) -> TokenPair:
+        context = info.context
+        return TokenPair.of(await context.container.auth.login(email, password, context.client))
+
+    @strawberry.mutation(description="Spend a refresh token for a new pair.")
+    async def refresh(self, info: GraphQLInfo, refresh_token: str) -> TokenPair:
+        context = info.context
+        return TokenPair.of(await context.container.auth.refresh(refresh_token, context.client))
+
+    @strawberry.mutation(description="End the session the refresh token belongs to.")
+    async def logout(self, info: GraphQLInfo, refresh_token: str) -> bool:
+        await info.context.container.auth.logout(refresh_token)
+        return True
+
+    @strawberry.mutation(description="Change a user (is_active, is_superuser: superusers only).")
+    async def update_user(
+        self, info: GraphQLInfo, id: strawberry.ID, input: UpdateUserInput
+    ) -> User:
+        principal = await info.context.principal()
+        changes = UserChanges(
+            name=input.name,
+            email=input.email,
+            is_active=input.is_active,
+            is_superuser=input.is_superuser,
+        )
+        row = await info.context.container.users.update(principal.user, _user_id(id), changes)
+        return User.of(row)
+
+    @strawberry.mutation(description="Erase an account with its sessions.")
+    async def delete_user(self, info: GraphQLInfo, id: strawberry.ID) -> bool:
+        principal = await info.context.principal()
+        await info.context.container.users.delete(principal.user, _user_id(id))
+        return True
+
+    @strawberry.mutation(description="Change the caller's password; ends their other sessions.")
+    async def change_password(
+        self, info: GraphQLInfo, current_password: str, new_password: str
+    ) -> bool:
+        principal = await info.context.principal()
+        await info.context.container.users.change_password(
+            principal, current_password, new_password
+        )
+        return True
+
+
+class AccountsSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Expected errors (domain, validation) are answers, not incidents; the
+        # unexpected ones are logged once, with their trace, by DomainErrorExtension.
+        return None
+
+
+def build_schema() -> strawberry.Schema:
+    return AccountsSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            # Factories, not instances: Strawberry makes one per operation.
+            partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
+            partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
+            partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+            DomainErrorExtension,
+        ],
+    )
