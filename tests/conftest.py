@@ -143,8 +143,9 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
-    async with LifespanManager(application) as manager:
-        yield manager.app  # type: ignore[misc]
+    # Yield the app itself: LifespanManager.app is a wrapper without ``state``.
+    async with LifespanManager(application):
+        yield application
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from accounts.settings import Settings, SettingsError, load_settings
 
@@ -19,7 +20,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+# soft_wrap: an error stays on one line however narrow (or absent) the terminal.
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 T = TypeVar("T")
 
 
@@ -27,7 +29,7 @@ def _settings(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -49,10 +51,10 @@ def _run(
     try:
         return asyncio.run(main())
     except DatabaseNotMigrated as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     except OSError as exc:
-        err.print(f"[red]error:[/red] cannot reach the database: {exc}")
+        err.print(f"[red]error:[/red] cannot reach the database: {escape(str(exc))}")
         raise typer.Exit(1) from None
 
 
@@ -114,7 +116,7 @@ def migrate() -> None:
     try:
         asyncio.run(main())
     except OSError as exc:
-        err.print(f"[red]error:[/red] cannot reach the database: {exc}")
+        err.print(f"[red]error:[/red] cannot reach the database: {escape(str(exc))}")
         raise typer.Exit(1) from None
     typer.echo("database is up to date")
 
@@ -144,7 +146,7 @@ def create_admin(
     try:
         user_id = _run(settings, create)
     except DomainError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(1) from None
     typer.echo(f"created superuser {email} ({user_id})")
 

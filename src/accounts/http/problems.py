@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from accounts.domain.errors import DomainError, InvalidInput, RateLimited
 
@@ -40,6 +41,7 @@ PROBLEMS: dict[str, ProblemKind] = {
     "not_found": ProblemKind(404, "Not found"),
     "email_taken": ProblemKind(400, "Email already registered"),
     "incorrect_password": ProblemKind(400, "Incorrect password"),
+    "invalid_token": ProblemKind(400, "Invalid token"),
     "conflict": ProblemKind(409, "Conflict"),
     "last_superuser": ProblemKind(409, "Last superuser"),
     "precondition_failed": ProblemKind(412, "Precondition failed"),
@@ -149,12 +151,26 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (RFC 9110 §15.5.6), not just the first."""
+    allowed = [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else http.HTTPStatus(exc.status_code).phrase
-    return http_problem(
-        exc.status_code, detail, request_id_of(request), headers=dict(exc.headers or {})
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return http_problem(exc.status_code, detail, request_id_of(request), headers=headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
