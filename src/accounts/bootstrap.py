@@ -6,14 +6,23 @@ calls ``build``, then ``start`` before serving and ``close`` after.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from accounts.db import migrate
 from accounts.db.engine import Database, DatabaseConfig
 from accounts.db.unit_of_work import UnitOfWorkFactory, unit_of_work_factory
+from accounts.mail import LogMailer, Mailer, MailTemplates, SmtpConfig, SmtpMailer
+from accounts.security.common_passwords import load_common_passwords
 from accounts.security.passwords import HashParameters, PasswordHasher
 from accounts.security.tokens import AccessTokenCodec, KeyRing
+from accounts.services.audit import AuditService
 from accounts.services.auth import AuthService
+from accounts.services.jobs import BackgroundJobs
+from accounts.services.lifecycle import LifecycleConfig, LifecycleService
+from accounts.services.outbox import MailOutbox
+from accounts.services.passwords import PasswordRules
+from accounts.services.sessions import SessionService
 from accounts.services.signing_keys import SigningKeyService
 from accounts.services.users import UserService
 from accounts.settings import Settings
@@ -29,6 +38,11 @@ class Container:
     signing_keys: SigningKeyService
     auth: AuthService
     users: UserService
+    sessions: SessionService
+    lifecycle: LifecycleService
+    audit: AuditService
+    outbox: MailOutbox
+    jobs: BackgroundJobs
 
     async def start(self, *, migrate_sqlite: bool = True) -> None:
         """Make the schema current (SQLite) or insist it is (PostgreSQL), then load keys.
@@ -42,7 +56,13 @@ class Container:
             await migrate.ensure_migrated(self.database)
         await self.signing_keys.load()
 
+    def start_background(self) -> None:
+        """Start the loops a serving process runs (the mail outbox dispatcher)."""
+        self.outbox.start()
+
     async def close(self) -> None:
+        await self.jobs.drain()
+        await self.outbox.stop()
         await self.database.dispose()
         self.hasher.close()
 
@@ -80,7 +100,21 @@ def build(settings: Settings) -> Container:
         signing_keys,
         refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
     )
-    users = UserService(uow, hasher, registration_open=settings.registration_open)
+    rules = PasswordRules(load_common_passwords())
+    users = UserService(uow, hasher, rules, registration_open=settings.registration_open)
+    outbox = MailOutbox(uow, build_mailer(settings), max_attempts=settings.mail_max_attempts)
+    lifecycle = LifecycleService(
+        uow,
+        hasher,
+        rules,
+        MailTemplates(),
+        outbox,
+        LifecycleConfig(
+            public_url=settings.effective_public_url,
+            verification_ttl=dt.timedelta(seconds=settings.email_verification_ttl_seconds),
+            reset_ttl=dt.timedelta(seconds=settings.password_reset_ttl_seconds),
+        ),
+    )
     return Container(
         settings=settings,
         database=database,
@@ -90,4 +124,26 @@ def build(settings: Settings) -> Container:
         signing_keys=signing_keys,
         auth=auth,
         users=users,
+        sessions=SessionService(uow),
+        lifecycle=lifecycle,
+        audit=AuditService(uow),
+        outbox=outbox,
+        jobs=BackgroundJobs(),
+    )
+
+
+def build_mailer(settings: Settings) -> Mailer:
+    """SMTP when ACCOUNTS_SMTP_HOST is set; otherwise messages go to the log."""
+    if settings.smtp_host is None:
+        return LogMailer(settings.email_from)
+    return SmtpMailer(
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            tls=settings.smtp_tls,
+            timeout=settings.smtp_timeout_seconds,
+            sender=settings.email_from,
+        )
     )

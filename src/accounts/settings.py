@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./accounts.db"
@@ -51,6 +51,18 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=30, le=24 * 3600)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600)
 
+    # Email: SMTP when a host is set; otherwise each message is written to the log.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    email_from: str = "Accounts <no-reply@localhost>"
+    email_verification_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    password_reset_ttl_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
+    mail_max_attempts: int = Field(default=8, ge=1, le=50)
+
     # Password hashing: argon2id, at least OWASP's minimum (m=19 MiB, t=2, p=1).
     password_hash_memory_kib: int = Field(default=19 * 1024, ge=19 * 1024, le=1024 * 1024)
     password_hash_time_cost: int = Field(default=2, ge=2, le=20)
@@ -83,6 +95,11 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an absolute http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("smtp_host", "smtp_username")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
 
     @property
     def is_sqlite(self) -> bool:

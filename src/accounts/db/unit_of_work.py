@@ -21,7 +21,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from accounts.db.engine import Database, new_session
+from accounts.db.repositories.audit_events import AuditEventRepository
 from accounts.db.repositories.auth_sessions import AuthSessionRepository
+from accounts.db.repositories.one_time_tokens import OneTimeTokenRepository
+from accounts.db.repositories.outbox import OutboxRepository
 from accounts.db.repositories.refresh_tokens import RefreshTokenRepository
 from accounts.db.repositories.signing_keys import SigningKeyRepository
 from accounts.db.repositories.users import UserRepository
@@ -47,6 +50,9 @@ class UnitOfWork:
         self.auth_sessions = AuthSessionRepository(self.session)
         self.refresh_tokens = RefreshTokenRepository(self.session)
         self.signing_keys = SigningKeyRepository(self.session)
+        self.one_time_tokens = OneTimeTokenRepository(self.session)
+        self.outbox = OutboxRepository(self.session)
+        self.audit = AuditEventRepository(self.session)
         return self
 
     async def __aexit__(

@@ -14,6 +14,7 @@ own representation in one table each. No HTTP status lives here.
     ├── NotFound                not_found             absent, or not visible to the caller
     ├── EmailTaken              email_taken           another account has that email
     ├── IncorrectPassword       incorrect_password    the current password did not match
+    ├── InvalidOneTimeToken     invalid_token         an email link's token is bad, expired or used
     ├── Conflict                conflict              the change would break an invariant
     │   └── LastSuperuser       last_superuser        would leave no active superuser
     ├── PreconditionFailed      precondition_failed   If-Match did not match
@@ -105,6 +106,24 @@ class EmailTaken(DomainError):
 class IncorrectPassword(DomainError):
     code = "incorrect_password"
     default_message = "Current password is incorrect"
+
+
+class InvalidOneTimeToken(DomainError):
+    """An email-verification or password-reset token that cannot be used.
+
+    ``reason`` says why, so that a page can tell the user what happened.
+    """
+
+    code = "invalid_token"
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "invalid": "The link is not valid.",
+        "expired": "The link has expired.",
+        "used": "The link has already been used.",
+    }
+
+    def __init__(self, reason: str = "invalid") -> None:
+        self.reason = reason if reason in self.MESSAGES else "invalid"
+        super().__init__(self.MESSAGES[self.reason])
 
 
 class Conflict(DomainError):

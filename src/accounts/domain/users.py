@@ -7,6 +7,8 @@ a 422 naming the field.
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from email_validator import EmailNotValidError, validate_email
 
 from accounts.domain.text import has_forbidden_characters
@@ -42,6 +44,18 @@ def email_key(email: str) -> str:
     return email.strip().lower()
 
 
+def lookup_key(email: str) -> str:
+    """The key to find an account by an email someone typed (login, password reset).
+
+    Forgiving: it normalises the way registration did when it can, and otherwise
+    just lower-cases, so a malformed address simply matches nothing.
+    """
+    try:
+        return email_key(normalize_email(email))
+    except ValueError:
+        return email_key(email)
+
+
 def normalize_name(value: str) -> str:
     """Trim a display name and check it is 1-100 characters with no control characters."""
     value = value.strip()
@@ -63,3 +77,18 @@ def check_password(value: str) -> str:
     if has_forbidden_characters(value, allow_controls=True):
         raise ValueError("must be valid Unicode text")
     return value
+
+
+def check_password_policy(password: str, *, email: str, name: str, common: Container[str]) -> str:
+    """Refuse passwords that are easy to guess: common ones, and the user's email or name.
+
+    NIST SP 800-63B asks for exactly this screening (and no composition rules).
+    """
+    folded = password.casefold()
+    if folded in common:
+        raise ValueError("is one of the most common passwords; choose another")
+    if folded in {email.casefold(), email.split("@", 1)[0].casefold()}:
+        raise ValueError("must not be your email address")
+    if folded == name.strip().casefold():
+        raise ValueError("must not be your name")
+    return password

@@ -14,8 +14,11 @@ from accounts.bootstrap import build
 from accounts.http import ops
 from accounts.http.graphql.router import build_router as build_graphql_router
 from accounts.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from accounts.http.pages import routes as page_routes
 from accounts.http.problems import install_problem_handlers
+from accounts.http.rest import audit as audit_routes
 from accounts.http.rest import auth as auth_routes
+from accounts.http.rest import lifecycle as lifecycle_routes
 from accounts.http.rest import users as user_routes
 from accounts.logging import configure_logging
 from accounts.settings import Settings, load_settings
@@ -38,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         container = build(settings)
         try:
             await container.start()
+            container.start_background()
             app.state.container = container
             yield
         finally:
@@ -57,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(user_routes.router)
     app.include_router(auth_routes.router)
+    app.include_router(lifecycle_routes.router)
+    app.include_router(audit_routes.router)
+    app.include_router(page_routes.router)
     app.include_router(ops.router)
     app.include_router(build_graphql_router())
     # Added last is outermost: request ids and the 500 safety net wrap everything.

@@ -9,7 +9,10 @@ from fastapi.security import OAuth2PasswordBearer
 
 from accounts.bootstrap import Container
 from accounts.domain.errors import NotAuthenticated
+from accounts.services.audit import AuditService
 from accounts.services.auth import AuthService, ClientInfo, Principal
+from accounts.services.lifecycle import LifecycleService
+from accounts.services.sessions import SessionService
 from accounts.services.users import UserService
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
@@ -34,7 +37,22 @@ def get_auth_service(container: ContainerDep) -> AuthService:
     return container.auth
 
 
+def get_session_service(container: ContainerDep) -> SessionService:
+    return container.sessions
+
+
+def get_lifecycle_service(container: ContainerDep) -> LifecycleService:
+    return container.lifecycle
+
+
+def get_audit_service(container: ContainerDep) -> AuditService:
+    return container.audit
+
+
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+SessionServiceDep = Annotated[SessionService, Depends(get_session_service)]
+LifecycleServiceDep = Annotated[LifecycleService, Depends(get_lifecycle_service)]
+AuditServiceDep = Annotated[AuditService, Depends(get_audit_service)]
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 BearerTokenDep = Annotated[str | None, Depends(bearer_scheme)]
 
@@ -49,10 +67,12 @@ def get_client_info(request: Request) -> ClientInfo:
 ClientInfoDep = Annotated[ClientInfo, Depends(get_client_info)]
 
 
-async def get_principal(request: Request, auth: AuthServiceDep, token: BearerTokenDep) -> Principal:
+async def get_principal(
+    request: Request, auth: AuthServiceDep, token: BearerTokenDep, client: ClientInfoDep
+) -> Principal:
     if not token:
         raise NotAuthenticated()
-    principal = await auth.authenticate(token)
+    principal = await auth.authenticate(token, client)
     request.state.user_id = str(principal.user.id)
     return principal
 

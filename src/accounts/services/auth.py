@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from accounts.domain.audit import AuditEventType
 from accounts.domain.errors import (
     FieldError,
     InactiveUser,
@@ -21,13 +22,17 @@ from accounts.domain.errors import (
     InvalidInput,
     NotAuthenticated,
 )
-from accounts.domain.users import PASSWORD_MAX_LENGTH, email_key, normalize_email
+from accounts.domain.users import PASSWORD_MAX_LENGTH, lookup_key
 from accounts.models import AuthSession, RefreshToken, User
 from accounts.models.base import utcnow
 from accounts.security.opaque import hash_token, new_token
 from accounts.security.passwords import PasswordHasher
 from accounts.security.tokens import AccessTokenCodec, InvalidAccessToken, UnknownKeyId
+from accounts.services.audit import record
+from accounts.services.principal import ClientInfo, Principal
 from accounts.services.signing_keys import SigningKeyService
+
+__all__ = ["AuthService", "ClientInfo", "Principal", "TokenPair", "login_key"]
 
 LOGIN_EMAIL_MAX_LENGTH = 320
 TOKEN_TYPE = "bearer"  # noqa: S105 - the OAuth2 token type
@@ -41,28 +46,8 @@ class TokenPair:
     token_type: str = TOKEN_TYPE
 
 
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    """Where a request came from, as recorded on sessions (and, later, audit events)."""
-
-    ip: str | None = None
-    user_agent: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller: a live session of an active user."""
-
-    user: User
-    session_id: uuid.UUID
-
-
-def login_key(email: str) -> str:
-    """The lookup key for a login email, forgiving of forms the registration normalised."""
-    try:
-        return email_key(normalize_email(email))
-    except ValueError:
-        return email_key(email)
+# Kept as a name of this module for callers that knew it here.
+login_key = lookup_key
 
 
 class AuthService:
@@ -98,8 +83,10 @@ class AuthService:
             user = await uow.users.get_by_email_key(login_key(email))
         stored_hash = user.password_hash if user is not None else None
         if not await self._hasher.verify(stored_hash, password) or user is None:
+            await self._login_failed(user, client, "invalid_credentials")
             raise InvalidCredentials()
         if not user.is_active:
+            await self._login_failed(user, client, "inactive")
             raise InactiveUser()
         # Hash before taking the write lock: hashing is slow, the lock is shared.
         new_hash = (
@@ -127,8 +114,30 @@ class AuthService:
                 )
             )
             refresh_token = await self._add_refresh_token(uow, session, now)
+            record(
+                uow,
+                AuditEventType.USER_LOGIN_SUCCEEDED,
+                user_id=current.id,
+                actor_id=current.id,
+                client=client,
+                details={"session_id": str(session.id)},
+            )
             await uow.commit()
         return self._pair(current.id, session.id, refresh_token, now)
+
+    async def _login_failed(self, user: User | None, client: ClientInfo, reason: str) -> None:
+        # Recorded for unknown emails too (without the email: it may be a mistyped
+        # password), so the two failures also cost the same database work.
+        async with self._uow(write=True) as uow:
+            record(
+                uow,
+                AuditEventType.USER_LOGIN_FAILED,
+                user_id=user.id if user is not None else None,
+                actor_id=None,
+                client=client,
+                details={"reason": reason},
+            )
+            await uow.commit()
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> TokenPair:
         """Spend a refresh token for a new pair in the same session.
@@ -146,6 +155,15 @@ class AuthService:
                 raise NotAuthenticated("Invalid refresh token.")
             if stored.used_at is not None or not await uow.refresh_tokens.spend(stored.id, now):
                 await uow.auth_sessions.revoke(stored.session_id, now)
+                reused = await uow.auth_sessions.get(stored.session_id)
+                record(
+                    uow,
+                    AuditEventType.SESSION_REFRESH_REUSED,
+                    user_id=reused.user_id if reused is not None else None,
+                    actor_id=None,
+                    client=client,
+                    details={"session_id": str(stored.session_id)},
+                )
                 await uow.commit()
                 raise NotAuthenticated("Refresh token already used; the session is revoked.")
             session = await uow.auth_sessions.get(stored.session_id)
@@ -169,7 +187,7 @@ class AuthService:
             await uow.commit()
         return self._pair(user.id, session.id, new_refresh_token, now)
 
-    async def logout(self, refresh_token: str) -> None:
+    async def logout(self, refresh_token: str, client: ClientInfo | None = None) -> None:
         """Revoke the session a refresh token belongs to.
 
         Raises:
@@ -180,15 +198,33 @@ class AuthService:
             stored = await uow.refresh_tokens.get_by_hash(hash_token(refresh_token))
             if stored is None or not await uow.auth_sessions.revoke(stored.session_id, now):
                 raise NotAuthenticated("Invalid refresh token.")
+            session = await uow.auth_sessions.get(stored.session_id)
+            user_id = session.user_id if session is not None else None
+            record(
+                uow,
+                AuditEventType.SESSION_REVOKED,
+                user_id=user_id,
+                actor_id=user_id,
+                client=client,
+                details={"session_id": str(stored.session_id), "reason": "logout"},
+            )
             await uow.commit()
 
     async def logout_session(self, principal: Principal) -> None:
         """Revoke the caller's own session (logout with a bearer token)."""
         async with self._uow(write=True) as uow:
             await uow.auth_sessions.revoke(principal.session_id, utcnow())
+            record(
+                uow,
+                AuditEventType.SESSION_REVOKED,
+                user_id=principal.user.id,
+                actor_id=principal.user.id,
+                client=principal.client,
+                details={"session_id": str(principal.session_id), "reason": "logout"},
+            )
             await uow.commit()
 
-    async def authenticate(self, access_token: str) -> Principal:
+    async def authenticate(self, access_token: str, client: ClientInfo | None = None) -> Principal:
         """Check an access token and that its session and user are still good.
 
         Raises:
@@ -213,7 +249,7 @@ class AuthService:
             )
         if user is None:
             raise NotAuthenticated()
-        return Principal(user=user, session_id=claims.session_id)
+        return Principal(user=user, session_id=claims.session_id, client=client or ClientInfo())
 
     async def _add_refresh_token(
         self, uow: UnitOfWork, session: AuthSession, now: dt.datetime

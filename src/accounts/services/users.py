@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from accounts.db.repositories.users import UserFilter
 from accounts.db.unit_of_work import UnitOfWorkFactory
+from accounts.domain.audit import AuditEventType
 from accounts.domain.errors import (
     FieldError,
     IncorrectPassword,
@@ -26,17 +27,13 @@ from accounts.domain.errors import (
     RegistrationClosed,
 )
 from accounts.domain.pagination import Cursor, Page, UserSort
-from accounts.domain.users import (
-    PASSWORD_MAX_LENGTH,
-    check_password,
-    email_key,
-    normalize_email,
-    normalize_name,
-)
+from accounts.domain.users import email_key, normalize_email, normalize_name
 from accounts.models import User
 from accounts.models.base import utcnow
 from accounts.security.passwords import PasswordHasher
-from accounts.services.auth import Principal
+from accounts.services.audit import record
+from accounts.services.passwords import PasswordRules
+from accounts.services.principal import ClientInfo, Principal
 
 MAX_PAGE_SIZE = 100
 
@@ -75,34 +72,27 @@ def _valid(field: str, rule: Callable[[str], str], value: str) -> str:
         ) from None
 
 
-def _check_given_password(field: str, value: str) -> None:
-    """Refuse an oversized password before it reaches the hasher (argon2 cost grows with it)."""
-    if len(value) > PASSWORD_MAX_LENGTH:
-        raise InvalidInput(
-            f"{field} is too long",
-            [
-                FieldError(
-                    ("body", field),
-                    f"must be at most {PASSWORD_MAX_LENGTH} characters",
-                    "value_error",
-                )
-            ],
-        )
-
-
 def _visible(actor: User, user_id: uuid.UUID) -> bool:
     return actor.is_superuser or actor.id == user_id
 
 
 class UserService:
     def __init__(
-        self, uow: UnitOfWorkFactory, hasher: PasswordHasher, *, registration_open: bool
+        self,
+        uow: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        rules: PasswordRules,
+        *,
+        registration_open: bool,
     ) -> None:
         self._uow = uow
         self._hasher = hasher
+        self._rules = rules
         self._registration_open = registration_open
 
-    async def register(self, email: str, password: str, name: str) -> User:
+    async def register(
+        self, email: str, password: str, name: str, *, client: ClientInfo | None = None
+    ) -> User:
         """Self-service sign-up.
 
         Raises:
@@ -112,10 +102,17 @@ class UserService:
         """
         if not self._registration_open:
             raise RegistrationClosed()
-        return await self.create(email, password, name)
+        return await self.create(email, password, name, client=client, self_registered=True)
 
     async def create(
-        self, email: str, password: str, name: str, *, is_superuser: bool = False
+        self,
+        email: str,
+        password: str,
+        name: str,
+        *,
+        is_superuser: bool = False,
+        client: ClientInfo | None = None,
+        self_registered: bool = False,
     ) -> User:
         """Create an account regardless of whether registration is open (admins, CLI).
 
@@ -125,7 +122,7 @@ class UserService:
         """
         email = _valid("email", normalize_email, email)
         name = _valid("name", normalize_name, name)
-        password = _valid("password", check_password, password)
+        password = self._rules.check_new("password", password, email=email, name=name)
         password_hash = await self._hasher.hash(password)
         now = utcnow()
         user = User(
@@ -142,6 +139,13 @@ class UserService:
         )
         async with self._uow(write=True) as uow:
             await uow.users.add(user)
+            record(
+                uow,
+                AuditEventType.USER_REGISTERED,
+                user_id=user.id,
+                actor_id=user.id if self_registered else None,
+                client=client,
+            )
             await uow.commit()
         return user
 
@@ -195,6 +199,7 @@ class UserService:
         changes: UserChanges,
         *,
         if_match: frozenset[int] | None = None,
+        client: ClientInfo | None = None,
     ) -> User:
         """Change a user. ``if_match`` holds the versions the caller last saw, if it said.
 
@@ -227,18 +232,32 @@ class UserService:
                 raise PreconditionFailed()
             if demotes and user.is_superuser and user.is_active and superusers == [user.id]:
                 raise LastSuperuser()
-            if _apply(user, name=name, email=email, changes=changes):
+            changed = _apply(user, name=name, email=email, changes=changes)
+            if changed:
                 user.version += 1
                 user.updated_at = now
                 # Saved before any other statement, whose autoflush would write the
                 # new email outside the duplicate-email guard.
                 await uow.users.save(user)
+                record(
+                    uow,
+                    AuditEventType.USER_UPDATED,
+                    user_id=user.id,
+                    actor_id=actor.id,
+                    client=client,
+                    details={"fields": changed},
+                )
+            if "email" in changed:
+                # Links sent to the old address must not verify or reset the new one.
+                await uow.one_time_tokens.invalidate_for_user(user.id, now)
             if changes.is_active is False:
                 await uow.auth_sessions.revoke_all_for_user(user.id, now)
             await uow.commit()
         return user
 
-    async def delete(self, actor: User, user_id: uuid.UUID) -> None:
+    async def delete(
+        self, actor: User, user_id: uuid.UUID, *, client: ClientInfo | None = None
+    ) -> None:
         """Erase an account with its sessions and tokens.
 
         Raises:
@@ -255,6 +274,9 @@ class UserService:
             if user.is_superuser and user.is_active and superusers == [user.id]:
                 raise LastSuperuser()
             await uow.users.delete(user.id)
+            record(
+                uow, AuditEventType.USER_DELETED, user_id=user_id, actor_id=actor.id, client=client
+            )
             await uow.commit()
 
     async def change_password(self, principal: Principal, current: str, new: str) -> None:
@@ -264,9 +286,9 @@ class UserService:
             InvalidInput: the new password breaks a rule.
             IncorrectPassword: ``current`` is not the caller's password.
         """
-        new = _valid("new_password", check_password, new)
-        _check_given_password("current_password", current)
         user = principal.user
+        self._rules.check_given("current_password", current)
+        self._rules.check_new("new_password", new, email=user.email, name=user.name)
         if not await self._hasher.verify(user.password_hash, current):
             raise IncorrectPassword()
         new_hash = await self._hasher.hash(new)
@@ -284,6 +306,14 @@ class UserService:
             await uow.auth_sessions.revoke_all_for_user(
                 user.id, now, except_id=principal.session_id
             )
+            await uow.one_time_tokens.invalidate_for_user(user.id, now)
+            record(
+                uow,
+                AuditEventType.USER_PASSWORD_CHANGED,
+                user_id=user.id,
+                actor_id=user.id,
+                client=principal.client,
+            )
             await uow.commit()
 
     async def count(self) -> int:
@@ -291,22 +321,23 @@ class UserService:
             return await uow.users.count(UserFilter())
 
 
-def _apply(user: User, *, name: str | None, email: str | None, changes: UserChanges) -> bool:
-    changed = False
+def _apply(user: User, *, name: str | None, email: str | None, changes: UserChanges) -> list[str]:
+    """Apply a change set; returns the names of the fields that really changed."""
+    changed: list[str] = []
     if name is not None and name != user.name:
         user.name = name
-        changed = True
+        changed.append("name")
     if email is not None and email != user.email:
         if email_key(email) != user.email_key:
             user.email_verified = False
         user.email = email
         user.email_key = email_key(email)
-        changed = True
+        changed.append("email")
     for field in ("is_active", "is_superuser"):
         value = getattr(changes, field)
         if value is not None and value != getattr(user, field):
             setattr(user, field, value)
-            changed = True
+            changed.append(field)
     return changed
 
 

@@ -23,6 +23,7 @@ CODES: dict[str, str] = {
     "invalid_input": "BAD_USER_INPUT",
     "invalid_cursor": "BAD_USER_INPUT",
     "incorrect_password": "BAD_USER_INPUT",
+    "invalid_token": "BAD_USER_INPUT",
     "not_authenticated": "UNAUTHENTICATED",
     "invalid_credentials": "UNAUTHENTICATED",
     "forbidden": "FORBIDDEN",

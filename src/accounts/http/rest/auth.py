@@ -76,12 +76,13 @@ async def refresh(
 async def logout(
     auth: AuthServiceDep,
     token: BearerTokenDep,
+    client: ClientInfoDep,
     body: Annotated[RefreshRequest | None, Body()] = None,
 ) -> Response:
     if body is not None:
-        await auth.logout(body.refresh_token)
+        await auth.logout(body.refresh_token, client)
     elif token:
-        await auth.logout_session(await auth.authenticate(token))
+        await auth.logout_session(await auth.authenticate(token, client))
     else:
         raise NotAuthenticated()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -75,6 +75,47 @@ class RefreshRequest(RequestModel):
     refresh_token: OpaqueToken
 
 
+class OneTimeTokenBody(RequestModel):
+    token: OpaqueToken
+
+
+class PasswordResetRequest(RequestModel):
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+
+
+class PasswordResetConfirm(RequestModel):
+    token: OpaqueToken
+    new_password: NewPassword
+
+
+class SessionRead(BaseModel):
+    id: uuid.UUID
+    created_at: dt.datetime
+    last_used_at: dt.datetime
+    expires_at: dt.datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool
+
+
+class AuditEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    type: str
+    actor_id: uuid.UUID | None
+    user_id: uuid.UUID | None
+    ip: str | None
+    user_agent: str | None
+    details: dict[str, Any] | None
+    created_at: dt.datetime
+
+
+class AuditEventList(BaseModel):
+    items: list[AuditEventRead]
+    next_cursor: str | None
+
+
 class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

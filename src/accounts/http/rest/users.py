@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from accounts.domain.pagination import UserSort
-from accounts.http.dependencies import PrincipalDep, UserServiceDep
+from accounts.http.dependencies import ClientInfoDep, PrincipalDep, UserServiceDep
 from accounts.http.rest.schemas import (
     PasswordChange,
     SelfUpdate,
@@ -58,8 +58,10 @@ def _read(user: User, response: Response) -> UserRead:
     responses=problems(400, 403, 413),
     summary="Register a new account",
 )
-async def register(body: UserCreate, users: UserServiceDep, response: Response) -> UserRead:
-    user = await users.register(body.email, body.password, body.name)
+async def register(
+    body: UserCreate, users: UserServiceDep, client: ClientInfoDep, response: Response
+) -> UserRead:
+    user = await users.register(body.email, body.password, body.name, client=client)
     response.headers["Location"] = f"{router.prefix}/{user.id}"
     return _read(user, response)
 
@@ -113,6 +115,7 @@ async def update_me(
         principal.user.id,
         UserChanges(name=body.name, email=body.email),
         if_match=parse_if_match(if_match),
+        client=principal.client,
     )
     return _read(user, response)
 
@@ -124,7 +127,7 @@ async def update_me(
     summary="Delete the caller's account",
 )
 async def delete_me(principal: PrincipalDep, users: UserServiceDep) -> Response:
-    await users.delete(principal.user, principal.user.id)
+    await users.delete(principal.user, principal.user.id, client=principal.client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -174,6 +177,7 @@ async def update_user(
             is_superuser=body.is_superuser,
         ),
         if_match=parse_if_match(if_match),
+        client=principal.client,
     )
     return _read(user, response)
 
@@ -187,5 +191,5 @@ async def update_user(
 async def delete_user(
     user_id: uuid.UUID, principal: PrincipalDep, users: UserServiceDep
 ) -> Response:
-    await users.delete(principal.user, user_id)
+    await users.delete(principal.user, user_id, client=principal.client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,1 @@
+"""Server-rendered pages behind the links in emails (verify an address, reset a password)."""
