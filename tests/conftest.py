@@ -10,17 +10,22 @@ skipped with the reason, and under CI=true that skip is a failure instead.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from email import message_from_bytes
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -39,7 +44,14 @@ POSTGRES_URL = os.environ.get("ACCOUNTS_TEST_POSTGRES_URL")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # Tables emptied between PostgreSQL tests; signing keys are kept, as generating
 # an RSA key per test would only slow the suite.
-DATA_TABLES = ["refresh_tokens", "sessions", "users"]
+DATA_TABLES = [
+    "audit_events",
+    "outbox_emails",
+    "one_time_tokens",
+    "refresh_tokens",
+    "sessions",
+    "users",
+]
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -157,5 +169,76 @@ def container(app: FastAPI) -> Container:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse = False
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        if self.refuse:
+            return "451 Requested action aborted: try again later"
+        message = message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 OK"
+
+    async def wait_for(self, count: int, within: float = 10.0) -> list[EmailMessage]:
+        """Wait until ``count`` messages arrived (bounded), and return them."""
+        deadline = asyncio.get_running_loop().time() + within
+        while len(self.messages) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"expected {count} emails, got {len(self.messages)}")
+            await asyncio.sleep(0.05)
+        return self.messages
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpSink, int]]:
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def mail_settings(database_url: str, smtp: tuple[SmtpSink, int]) -> Settings:
+    """Settings that deliver email to the ``smtp`` sink, with links to http://testserver."""
+    return make_settings(
+        database_url,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp[1],
+        smtp_tls="none",
+        public_url="http://testserver",
+    )
+
+
+@pytest.fixture
+async def mail_app(mail_settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(mail_settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def mail_client(mail_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app whose emails reach the ``smtp`` sink."""
+    transport = httpx.ASGITransport(app=mail_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

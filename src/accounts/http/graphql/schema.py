@@ -10,6 +10,7 @@ import uuid
 from functools import partial
 
 import strawberry
+import strawberry.tools
 from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import ExecutionContext, Info
@@ -19,7 +20,10 @@ from accounts.domain.pagination import UserSort
 from accounts.http.graphql.context import GraphQLContext
 from accounts.http.graphql.errors import DomainErrorExtension
 from accounts.http.graphql.types import (
+    AuditEvent,
+    AuditEventPage,
     PageInfo,
+    Session,
     TokenPair,
     UpdateUserInput,
     User,
@@ -88,6 +92,32 @@ class Query:
             total_count=page.total,
         )
 
+    @strawberry.field(description="The caller's live sessions, the current one marked.")
+    async def sessions(self, info: GraphQLInfo) -> list[Session]:
+        principal = await info.context.principal()
+        return [Session.of(view) for view in await info.context.container.sessions.list(principal)]
+
+    @strawberry.field(description="Audit events, newest first (superusers only).")
+    async def audit_events(
+        self,
+        info: GraphQLInfo,
+        first: int | None = 50,
+        after: str | None = None,
+        user_id: strawberry.ID | None = None,
+        type: str | None = None,
+    ) -> AuditEventPage:
+        principal = await info.context.principal()
+        page = await info.context.container.audit.list(
+            principal.user,
+            user_id=_user_id(user_id, "userId") if user_id is not None else None,
+            type_=type,
+            cursor=after,
+            limit=50 if first is None else first,
+        )
+        return AuditEventPage(
+            items=[AuditEvent.of(row) for row in page.items], next_cursor=page.next_cursor
+        )
+
 
 @strawberry.type
 class Mutation:
@@ -150,10 +180,47 @@ class AccountsSchema(strawberry.Schema):
         return None
 
 
+@strawberry.type
+class LifecycleMutation:
+    @strawberry.mutation(description="Email the caller a link that verifies their address.")
+    async def request_email_verification(self, info: GraphQLInfo) -> bool:
+        principal = await info.context.principal()
+        await info.context.container.lifecycle.request_email_verification(principal)
+        return True
+
+    @strawberry.mutation(description="Verify an address with the token from the emailed link.")
+    async def confirm_email(self, info: GraphQLInfo, token: str) -> User:
+        context = info.context
+        return User.of(await context.container.lifecycle.confirm_email(token, context.client))
+
+    @strawberry.mutation(
+        description="Email a password-reset link; true whether or not the account exists."
+    )
+    async def request_password_reset(self, info: GraphQLInfo, email: str) -> bool:
+        container = info.context.container
+        # As in REST: answer first, so the answer cannot tell whether the account exists.
+        container.jobs.spawn(
+            container.lifecycle.request_password_reset(email), name="password-reset-request"
+        )
+        return True
+
+    @strawberry.mutation(description="Set a new password from a reset link; ends every session.")
+    async def reset_password(self, info: GraphQLInfo, token: str, new_password: str) -> bool:
+        context = info.context
+        await context.container.lifecycle.reset_password(token, new_password, context.client)
+        return True
+
+    @strawberry.mutation(description="End one of the caller's sessions.")
+    async def revoke_session(self, info: GraphQLInfo, id: strawberry.ID) -> bool:
+        principal = await info.context.principal()
+        await info.context.container.sessions.revoke(principal, _user_id(id))
+        return True
+
+
 def build_schema() -> strawberry.Schema:
     return AccountsSchema(
         query=Query,
-        mutation=Mutation,
+        mutation=strawberry.tools.merge_types("Mutation", (Mutation, LifecycleMutation)),
         extensions=[
             # Factories, not instances: Strawberry makes one per operation.
             partial(QueryDepthLimiter, max_depth=MAX_DEPTH),

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import strawberry
+import strawberry.scalars
 
+from accounts.models import AuditEvent as AuditEventRow
 from accounts.models import User as UserRow
 from accounts.services.auth import TokenPair as TokenPairValue
+from accounts.services.sessions import SessionView
 
 
 @strawberry.type
@@ -79,3 +83,58 @@ class UpdateUserInput:
     email: str | None = None
     is_active: bool | None = None
     is_superuser: bool | None = None
+
+
+@strawberry.type
+class Session:
+    id: strawberry.ID
+    created_at: dt.datetime
+    last_used_at: dt.datetime
+    expires_at: dt.datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool
+
+    @classmethod
+    def of(cls, view: SessionView) -> Session:
+        return cls(
+            id=strawberry.ID(str(view.id)),
+            created_at=view.created_at,
+            last_used_at=view.last_used_at,
+            expires_at=view.expires_at,
+            user_agent=view.user_agent,
+            ip=view.ip,
+            current=view.current,
+        )
+
+
+@strawberry.type
+class AuditEvent:
+    id: strawberry.ID
+    type: str
+    actor_id: strawberry.ID | None
+    user_id: strawberry.ID | None
+    ip: str | None
+    user_agent: str | None
+    created_at: dt.datetime
+    details: strawberry.scalars.JSON | None
+
+    @classmethod
+    def of(cls, row: AuditEventRow) -> AuditEvent:
+        details: Any = row.details
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            type=row.type,
+            actor_id=strawberry.ID(str(row.actor_id)) if row.actor_id else None,
+            user_id=strawberry.ID(str(row.user_id)) if row.user_id else None,
+            ip=row.ip,
+            user_agent=row.user_agent,
+            created_at=row.created_at,
+            details=details,
+        )
+
+
+@strawberry.type
+class AuditEventPage:
+    items: list[AuditEvent]
+    next_cursor: str | None
