@@ -56,6 +56,11 @@ def lookup_key(email: str) -> str:
         return email_key(email)
 
 
+def name_key(name: str) -> str:
+    """The form of a name that search matches against (lower-cased in Python, Unicode-aware)."""
+    return name.lower()
+
+
 def normalize_name(value: str) -> str:
     """Trim a display name and check it is 1-100 characters with no control characters."""
     value = value.strip()

@@ -22,6 +22,10 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254))
     email_key: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(100))
+    # Lower-cased in Python for case-insensitive search: SQL lower() folds only ASCII
+    # on SQLite (and under PostgreSQL's C locale). Wider than name, since lower-casing
+    # can lengthen a string ("İ" becomes two characters).
+    name_key: Mapped[str] = mapped_column(String(400), default="", server_default="")
     password_hash: Mapped[str] = mapped_column(Text)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)

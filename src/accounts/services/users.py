@@ -27,7 +27,7 @@ from accounts.domain.errors import (
     RegistrationClosed,
 )
 from accounts.domain.pagination import Cursor, Page, UserSort
-from accounts.domain.users import email_key, normalize_email, normalize_name
+from accounts.domain.users import email_key, name_key, normalize_email, normalize_name
 from accounts.models import User
 from accounts.models.base import utcnow
 from accounts.security.passwords import PasswordHasher
@@ -129,6 +129,7 @@ class UserService:
             email=email,
             email_key=email_key(email),
             name=name,
+            name_key=name_key(name),
             password_hash=password_hash,
             is_active=True,
             is_superuser=is_superuser,
@@ -326,6 +327,7 @@ def _apply(user: User, *, name: str | None, email: str | None, changes: UserChan
     changed: list[str] = []
     if name is not None and name != user.name:
         user.name = name
+        user.name_key = name_key(name)
         changed.append("name")
     if email is not None and email != user.email:
         if email_key(email) != user.email_key:

@@ -135,7 +135,7 @@ def _filtered(statement: _S, filters: UserFilter) -> _S:
         conditions.append(
             or_(
                 User.email_key.contains(needle, autoescape=True),
-                func.lower(User.name).contains(needle, autoescape=True),
+                User.name_key.contains(needle, autoescape=True),
             )
         )
     return statement.where(*conditions) if conditions else statement
