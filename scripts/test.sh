@@ -2,15 +2,20 @@
 # Run the test suite against every configured database.
 #
 # ACCOUNTS_TEST_DATABASES picks the backends (default: sqlite,postgresql).
-# PostgreSQL tests use ACCOUNTS_TEST_POSTGRES_URL; when it is unset and the
-# PostgreSQL binaries are installed, a throwaway server is started here and
-# stopped afterwards. Without either, PostgreSQL tests skip with the reason (and
-# under CI=true a skip fails the run).
+# PostgreSQL tests use ACCOUNTS_TEST_POSTGRES_URL and Redis tests
+# ACCOUNTS_TEST_REDIS_URL; when one is unset and the server's binaries are
+# installed, a throwaway server is started here and stopped afterwards. Without
+# either, those tests skip with the reason (and under CI=true a skip fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 started_pg=""
-cleanup() { [ -n "$started_pg" ] && scripts/postgres.sh stop; true; }
+started_redis=""
+cleanup() {
+  [ -n "$started_pg" ] && scripts/postgres.sh stop
+  [ -n "$started_redis" ] && scripts/redis.sh stop
+  true
+}
 trap cleanup EXIT
 
 backends="${ACCOUNTS_TEST_DATABASES:-sqlite,postgresql}"
@@ -20,6 +25,12 @@ if [[ "$backends" == *postgresql* && -z "${ACCOUNTS_TEST_POSTGRES_URL:-}" ]]; th
     export ACCOUNTS_TEST_POSTGRES_URL
     started_pg=1
   fi
+fi
+
+if [ -z "${ACCOUNTS_TEST_REDIS_URL:-}" ] && command -v redis-server >/dev/null 2>&1; then
+  eval "$(scripts/redis.sh start)"
+  export ACCOUNTS_TEST_REDIS_URL
+  started_redis=1
 fi
 
 set +e

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as redis
 from aiosmtpd.controller import Controller
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -41,6 +42,7 @@ BACKENDS = [
     if name.strip()
 ]
 POSTGRES_URL = os.environ.get("ACCOUNTS_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("ACCOUNTS_TEST_REDIS_URL")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # Tables emptied between PostgreSQL tests; signing keys are kept, as generating
 # an RSA key per test would only slow the suite.
@@ -90,13 +92,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test run, dropped at the end."""
     if not POSTGRES_URL:
-        reason = (
-            "PostgreSQL not configured: set ACCOUNTS_TEST_POSTGRES_URL or run `make test`, "
-            "which starts one with scripts/postgres.sh"
-        )
-        if IN_CI:
-            pytest.fail(f"{reason} (a skip is a failure under CI)")
-        pytest.skip(reason)
+        require_server("PostgreSQL", "ACCOUNTS_TEST_POSTGRES_URL", "scripts/postgres.sh")
+    assert POSTGRES_URL is not None
     name = f"accounts_test_{uuid.uuid4().hex[:12]}"
 
     async def create() -> None:
@@ -134,6 +131,31 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             await connection.close()
         return url
     raise ValueError(f"unknown backend in ACCOUNTS_TEST_DATABASES: {request.param}")
+
+
+def require_server(name: str, variable: str, how: str) -> None:
+    """Skip a test whose server is not configured; under CI, fail it instead."""
+    reason = (
+        f"{name} not configured: set {variable} or run `make test`, which starts one with {how}"
+    )
+    if IN_CI:
+        pytest.fail(f"{reason} (a skip is a failure under CI)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """A Redis database emptied before the test (a throwaway server from scripts/redis.sh)."""
+    if not REDIS_URL:
+        require_server("Redis", "ACCOUNTS_TEST_REDIS_URL", "scripts/redis.sh")
+    assert REDIS_URL is not None
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        await client.flushdb()
+        yield REDIS_URL
+        await client.flushdb()
+    finally:
+        await client.aclose()
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:

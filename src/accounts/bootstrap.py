@@ -6,13 +6,20 @@ calls ``build``, then ``start`` before serving and ``close`` after.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 
+from accounts import cache as state_cache
+from accounts.breaker import RedisBreaker
+from accounts.cache import NullStateCache, RedisStateCache, StateCache
 from accounts.db import migrate
 from accounts.db.engine import Database, DatabaseConfig
 from accounts.db.unit_of_work import UnitOfWorkFactory, unit_of_work_factory
 from accounts.mail import LogMailer, Mailer, MailTemplates, SmtpConfig, SmtpMailer
+from accounts.metrics import Metrics
+from accounts.ratelimit import RateLimiter
 from accounts.security.common_passwords import load_common_passwords
 from accounts.security.passwords import HashParameters, PasswordHasher
 from accounts.security.tokens import AccessTokenCodec, KeyRing
@@ -22,6 +29,7 @@ from accounts.services.jobs import BackgroundJobs
 from accounts.services.lifecycle import LifecycleConfig, LifecycleService
 from accounts.services.outbox import MailOutbox
 from accounts.services.passwords import PasswordRules
+from accounts.services.ratelimits import RateLimitConfig, RateLimitPolicy
 from accounts.services.sessions import SessionService
 from accounts.services.signing_keys import SigningKeyService
 from accounts.services.users import UserService
@@ -43,6 +51,18 @@ class Container:
     audit: AuditService
     outbox: MailOutbox
     jobs: BackgroundJobs
+    cache: StateCache
+    metrics: Metrics
+    breaker: RedisBreaker
+    trusted_proxies: list[IPv4Network | IPv6Network]
+    _loops: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.settings.redis_url is not None
+
+    async def redis_ready(self) -> bool:
+        return await self.cache.ping()
 
     async def start(self, *, migrate_sqlite: bool = True) -> None:
         """Make the schema current (SQLite) or insist it is (PostgreSQL), then load keys.
@@ -57,12 +77,21 @@ class Container:
         await self.signing_keys.load()
 
     def start_background(self) -> None:
-        """Start the loops a serving process runs (the mail outbox dispatcher)."""
+        """Start the loops a serving process runs: the mail outbox, the key-ring reload."""
         self.outbox.start()
+        self._loops.append(
+            asyncio.get_running_loop().create_task(
+                self.signing_keys.run_periodic_reload(), name="signing-key-reload"
+            )
+        )
 
     async def close(self) -> None:
-        await self.jobs.drain()
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.jobs.drain(grace_seconds=5.0)
         await self.outbox.stop()
+        await self.cache.close()
         await self.database.dispose()
         self.hasher.close()
 
@@ -85,6 +114,30 @@ def build(settings: Settings) -> Container:
         ),
         workers=settings.password_hash_workers,
     )
+    metrics = Metrics(database.pool_stats)
+    breaker = RedisBreaker()
+    cache: StateCache = NullStateCache()
+    if settings.redis_url is not None:
+        cache = RedisStateCache(
+            state_cache.connect(settings.redis_url),
+            breaker,
+            tombstone_ttl_seconds=settings.access_token_ttl_seconds + 60,
+        )
+    limits = RateLimitPolicy(
+        RateLimiter(
+            enabled=settings.rate_limits == "on", redis_url=settings.redis_url, breaker=breaker
+        ),
+        RateLimitConfig(
+            login_per_ip_email=settings.rate_limit_login_per_ip_email,
+            login_per_ip=settings.rate_limit_login_per_ip,
+            failed_logins_per_account=settings.rate_limit_failed_logins_per_account,
+            register_per_ip=settings.rate_limit_register_per_ip,
+            refresh_per_ip=settings.rate_limit_refresh_per_ip,
+            email_requests_per_ip=settings.rate_limit_email_requests_per_ip,
+            email_requests_per_account=settings.rate_limit_email_requests_per_account,
+        ),
+        metrics,
+    )
     key_ring = KeyRing()
     signing_keys = SigningKeyService(uow, key_ring)
     access_tokens = AccessTokenCodec(
@@ -98,10 +151,15 @@ def build(settings: Settings) -> Container:
         hasher,
         access_tokens,
         signing_keys,
+        limits,
+        cache,
+        metrics,
         refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
     )
     rules = PasswordRules(load_common_passwords())
-    users = UserService(uow, hasher, rules, registration_open=settings.registration_open)
+    users = UserService(
+        uow, hasher, rules, limits, cache, registration_open=settings.registration_open
+    )
     outbox = MailOutbox(uow, build_mailer(settings), max_attempts=settings.mail_max_attempts)
     lifecycle = LifecycleService(
         uow,
@@ -109,6 +167,8 @@ def build(settings: Settings) -> Container:
         rules,
         MailTemplates(),
         outbox,
+        limits,
+        cache,
         LifecycleConfig(
             public_url=settings.effective_public_url,
             verification_ttl=dt.timedelta(seconds=settings.email_verification_ttl_seconds),
@@ -124,11 +184,15 @@ def build(settings: Settings) -> Container:
         signing_keys=signing_keys,
         auth=auth,
         users=users,
-        sessions=SessionService(uow),
+        sessions=SessionService(uow, cache),
         lifecycle=lifecycle,
         audit=AuditService(uow),
         outbox=outbox,
         jobs=BackgroundJobs(),
+        cache=cache,
+        metrics=metrics,
+        breaker=breaker,
+        trusted_proxies=settings.trusted_proxy_networks,
     )
 
 

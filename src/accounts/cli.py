@@ -159,6 +159,42 @@ def openapi() -> None:
     typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2))
 
 
+keys_app = typer.Typer(help="Manage the RS256 signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key; old keys keep verifying until their tokens expire."""
+    from accounts.bootstrap import Container
+
+    settings = _settings()
+
+    async def rotate(container: Container) -> str:
+        return await container.signing_keys.rotate(
+            token_ttl_seconds=settings.access_token_ttl_seconds
+        )
+
+    kid = _run(settings, rotate, migrate_sqlite=False)
+    typer.echo(f"new signing key {kid}; instances switch to it within a minute")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the signing keys: the newest active one signs."""
+    from accounts.bootstrap import Container
+
+    settings = _settings()
+
+    async def listing(container: Container) -> tuple[list[str], str]:
+        ring = container.key_ring
+        return [key["kid"] for key in ring.jwks()["keys"]], ring.signing_key.kid
+
+    kids, signing = _run(settings, listing, migrate_sqlite=False)
+    for kid in kids:
+        typer.echo(f"{kid}  (signing)" if kid == signing else kid)
+
+
 @app.command("graphql-schema")
 def graphql_schema() -> None:
     """Print the GraphQL schema (SDL)."""

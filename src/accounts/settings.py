@@ -4,8 +4,10 @@ once at start-up, so a bad value stops the process with a message naming the set
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
+from limits import parse as parse_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -43,7 +45,19 @@ class Settings(BaseSettings):
 
     # Policy.
     registration_open: bool = True
+    # Client IPs come from the socket peer; X-Forwarded-For is believed only when the
+    # peer is one of these (comma-separated addresses or CIDR networks).
+    trusted_proxies: str = ""
+
+    # Rate limits ("N/second|minute|hour|day", moving window). "off" disables all.
     rate_limits: Literal["on", "off"] = "on"
+    rate_limit_login_per_ip_email: str = "10/minute"
+    rate_limit_login_per_ip: str = "60/minute"
+    rate_limit_failed_logins_per_account: str = "20/15 minutes"
+    rate_limit_register_per_ip: str = "20/hour"
+    rate_limit_refresh_per_ip: str = "60/minute"
+    rate_limit_email_requests_per_ip: str = "20/hour"
+    rate_limit_email_requests_per_account: str = "5/hour"
 
     # Tokens.
     jwt_issuer: str = "accounts"
@@ -100,6 +114,38 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator(
+        "rate_limit_login_per_ip_email",
+        "rate_limit_login_per_ip",
+        "rate_limit_failed_logins_per_account",
+        "rate_limit_register_per_ip",
+        "rate_limit_refresh_per_ip",
+        "rate_limit_email_requests_per_ip",
+        "rate_limit_email_requests_per_account",
+    )
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        try:
+            parse_limit(value)
+        except ValueError:
+            raise ValueError("must look like 10/minute or 20/15 minutes") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        parts = (part.strip() for part in self.trusted_proxies.split(","))
+        return [ipaddress.ip_network(part, strict=False) for part in parts if part]
 
     @property
     def is_sqlite(self) -> bool:

@@ -83,6 +83,19 @@ class Database:
 
         return engine
 
+    def pool_stats(self) -> dict[str, int]:
+        """Connections of the write pool (the only pool on PostgreSQL) by state."""
+        pool: Any = self.write_engine.pool
+        try:
+            return {
+                "checked_out": int(pool.checkedout()),
+                "idle": int(pool.checkedin()),
+                "overflow": max(0, int(pool.overflow())),
+                "size": int(pool.size()),
+            }
+        except AttributeError:  # a pool kind without these counters
+            return {}
+
     async def ping(self) -> None:
         """Run a trivial query; raises if the database does not answer."""
         async with self.read_engine.connect() as connection:

@@ -145,9 +145,10 @@ class RateLimited(DomainError):
     code = "rate_limited"
     default_message = "Too many requests."
 
-    def __init__(self, retry_after: int, message: str | None = None) -> None:
+    def __init__(self, retry_after: int, message: str | None = None, *, limit: int = 0) -> None:
         super().__init__(message)
         self.retry_after = max(1, retry_after)
+        self.limit = limit
 
 
 class ServiceUnavailable(DomainError):

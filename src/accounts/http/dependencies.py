@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,6 +17,7 @@ from accounts.services.lifecycle import LifecycleService
 from accounts.services.sessions import SessionService
 from accounts.services.users import UserService
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 
 # auto_error=False: a missing token must become our 401 problem, not FastAPI's.
@@ -57,9 +60,42 @@ AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 BearerTokenDep = Annotated[str | None, Depends(bearer_scheme)]
 
 
-def get_client_info(request: Request) -> ClientInfo:
+def client_ip(request: Request, trusted: Sequence[IPNetwork]) -> str | None:
+    """The client's address: the socket peer, unless the peer is a trusted proxy.
+
+    Behind trusted proxies, X-Forwarded-For is read from the right, skipping the
+    proxies' own addresses; the first address that is not a trusted proxy is the
+    client. Anything further left was written by the client and is not believed.
+    """
+    peer = request.client.host if request.client else None
+    if peer is None or not trusted or not _in(peer, trusted):
+        return peer
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+        if not _in(hop, trusted):
+            return hop if _is_ip(hop) else peer
+    return peer
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _in(address: str, networks: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def get_client_info(request: Request, container: ContainerDep) -> ClientInfo:
     return ClientInfo(
-        ip=request.client.host if request.client else None,
+        ip=client_ip(request, container.trusted_proxies),
         user_agent=request.headers.get("user-agent"),
     )
 

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accounts.http.problems import http_problem, internal_error
+from accounts.metrics import Metrics
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 logger = structlog.get_logger("accounts.http")
@@ -63,15 +64,27 @@ class RequestContextMiddleware:
                 if not response_started:
                     await internal_error(request_id)(scope, receive, send_with_id)
             finally:
-                route = scope.get("route")
+                # The route template, never the raw path: ids in paths would make
+                # unbounded metric labels.
+                route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+                elapsed = time.perf_counter() - started
                 logger.info(
                     "request",
                     method=scope.get("method"),
-                    route=getattr(route, "path", None) or "<unmatched>",
+                    route=route,
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(elapsed * 1000, 2),
                     user_id=scope.get("state", {}).get("user_id"),
                 )
+                metrics = _metrics_of(scope)
+                if metrics is not None:
+                    metrics.observe_request(str(scope.get("method")), route, status, elapsed)
+
+
+def _metrics_of(scope: Scope) -> Metrics | None:
+    container = getattr(getattr(scope.get("app"), "state", None), "container", None)
+    metrics = getattr(container, "metrics", None)
+    return metrics if isinstance(metrics, Metrics) else None
 
 
 class BodyTooLarge(HTTPException):

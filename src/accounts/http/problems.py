@@ -104,6 +104,11 @@ def domain_error_response(exc: DomainError, request_id: str) -> Response:
     extra: dict[str, Any] = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
+        # draft-ietf-httpapi-ratelimit-headers: the limit, what is left, and when it resets.
+        if exc.limit:
+            headers["RateLimit-Limit"] = str(exc.limit)
+        headers["RateLimit-Remaining"] = "0"
+        headers["RateLimit-Reset"] = str(exc.retry_after)
     if kind.status == 503:
         headers["Retry-After"] = "1"
     if isinstance(exc, InvalidInput):

@@ -13,6 +13,9 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
+from cachetools import TTLCache
+
+from accounts.cache import Revoked, StateCache
 from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from accounts.domain.audit import AuditEventType
 from accounts.domain.errors import (
@@ -23,19 +26,27 @@ from accounts.domain.errors import (
     NotAuthenticated,
 )
 from accounts.domain.users import PASSWORD_MAX_LENGTH, lookup_key
+from accounts.metrics import Metrics
 from accounts.models import AuthSession, RefreshToken, User
 from accounts.models.base import utcnow
 from accounts.security.opaque import hash_token, new_token
 from accounts.security.passwords import PasswordHasher
-from accounts.security.tokens import AccessTokenCodec, InvalidAccessToken, UnknownKeyId
+from accounts.security.tokens import (
+    AccessClaims,
+    AccessTokenCodec,
+    InvalidAccessToken,
+    UnknownKeyId,
+)
 from accounts.services.audit import record
 from accounts.services.principal import ClientInfo, Principal
+from accounts.services.ratelimits import RateLimitPolicy
 from accounts.services.signing_keys import SigningKeyService
 
 __all__ = ["AuthService", "ClientInfo", "Principal", "TokenPair", "login_key"]
 
 LOGIN_EMAIL_MAX_LENGTH = 320
 TOKEN_TYPE = "bearer"  # noqa: S105 - the OAuth2 token type
+VERIFIED_TOKEN_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +68,9 @@ class AuthService:
         hasher: PasswordHasher,
         access_tokens: AccessTokenCodec,
         signing_keys: SigningKeyService,
+        limits: RateLimitPolicy,
+        cache: StateCache,
+        metrics: Metrics,
         *,
         refresh_ttl_seconds: int,
     ) -> None:
@@ -64,7 +78,15 @@ class AuthService:
         self._hasher = hasher
         self._access_tokens = access_tokens
         self._signing_keys = signing_keys
+        self._limits = limits
+        self._cache = cache
+        self._metrics = metrics
         self._refresh_ttl = dt.timedelta(seconds=refresh_ttl_seconds)
+        # Verified access tokens, so a repeated token skips the RSA check. Keyed by the
+        # whole token: any change to it is a miss, and a miss is fully verified.
+        self._verified: TTLCache[str, AccessClaims] = TTLCache(
+            maxsize=VERIFIED_TOKEN_CACHE_SIZE, ttl=access_tokens.ttl_seconds
+        )
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         """Exchange credentials for a new session's token pair.
@@ -73,16 +95,21 @@ class AuthService:
             InvalidCredentials: unknown email or wrong password (same error, same time).
             InactiveUser: the password was right but the account is deactivated.
             InvalidInput: the password is longer than any valid one (never hashed).
+            RateLimited: too many attempts from this address, for this account, or
+                failures for this account.
         """
         if len(password) > PASSWORD_MAX_LENGTH or len(email) > LOGIN_EMAIL_MAX_LENGTH:
             raise InvalidInput(
                 "email or password is too long",
                 [FieldError(("body", "password"), "is too long", "value_error")],
             )
+        key = login_key(email)
+        await self._limits.login(client.ip, key)
         async with self._uow() as uow:
-            user = await uow.users.get_by_email_key(login_key(email))
+            user = await uow.users.get_by_email_key(key)
         stored_hash = user.password_hash if user is not None else None
         if not await self._hasher.verify(stored_hash, password) or user is None:
+            await self._limits.login_failed(key)
             await self._login_failed(user, client, "invalid_credentials")
             raise InvalidCredentials()
         if not user.is_active:
@@ -123,11 +150,13 @@ class AuthService:
                 details={"session_id": str(session.id)},
             )
             await uow.commit()
+        self._metrics.login("success")
         return self._pair(current.id, session.id, refresh_token, now)
 
     async def _login_failed(self, user: User | None, client: ClientInfo, reason: str) -> None:
         # Recorded for unknown emails too (without the email: it may be a mistyped
         # password), so the two failures also cost the same database work.
+        self._metrics.login("inactive" if reason == "inactive" else "failure")
         async with self._uow(write=True) as uow:
             record(
                 uow,
@@ -147,7 +176,9 @@ class AuthService:
 
         Raises:
             NotAuthenticated: unknown, expired or spent token; revoked session; inactive user.
+            RateLimited: too many refreshes from this address.
         """
+        await self._limits.refresh(client.ip)
         now = utcnow()
         async with self._uow(write=True) as uow:
             stored = await uow.refresh_tokens.get_by_hash(hash_token(refresh_token))
@@ -165,6 +196,7 @@ class AuthService:
                     details={"session_id": str(stored.session_id)},
                 )
                 await uow.commit()
+                await self._cache.sessions_revoked([stored.session_id])
                 raise NotAuthenticated("Refresh token already used; the session is revoked.")
             session = await uow.auth_sessions.get(stored.session_id)
             if (
@@ -209,6 +241,7 @@ class AuthService:
                 details={"session_id": str(stored.session_id), "reason": "logout"},
             )
             await uow.commit()
+        await self._cache.sessions_revoked([stored.session_id])
 
     async def logout_session(self, principal: Principal) -> None:
         """Revoke the caller's own session (logout with a bearer token)."""
@@ -223,33 +256,51 @@ class AuthService:
                 details={"session_id": str(principal.session_id), "reason": "logout"},
             )
             await uow.commit()
+        await self._cache.sessions_revoked([principal.session_id])
 
     async def authenticate(self, access_token: str, client: ClientInfo | None = None) -> Principal:
         """Check an access token and that its session and user are still good.
+
+        Warm, this costs no database round trip: the token's verification is cached
+        in-process and the session and user state in the shared cache, which a
+        revocation on any instance updates before it answers (see accounts.cache).
 
         Raises:
             NotAuthenticated: forged, expired or foreign token; revoked session;
                 deleted or deactivated user.
         """
-        try:
-            claims = self._access_tokens.verify(access_token)
-        except UnknownKeyId:
-            # Perhaps another instance created or rotated a key since we loaded ours.
-            if not await self._signing_keys.reload_if_stale():
-                raise NotAuthenticated() from None
-            try:
-                claims = self._access_tokens.verify(access_token)
-            except InvalidAccessToken:
-                raise NotAuthenticated() from None
-        except InvalidAccessToken:
-            raise NotAuthenticated() from None
+        claims = self._verified.get(access_token)
+        if claims is None or claims.expires_at <= utcnow():
+            claims = await self._verify(access_token)
+            self._verified[access_token] = claims
+        client = client or ClientInfo()
+        cached = await self._cache.get(claims.session_id, claims.user_id)
+        if isinstance(cached, Revoked):
+            raise NotAuthenticated()
+        if cached is not None:
+            return Principal(user=cached, session_id=claims.session_id, client=client)
         async with self._uow() as uow:
             user = await uow.auth_sessions.get_live_user(
                 claims.session_id, claims.user_id, utcnow()
             )
         if user is None:
             raise NotAuthenticated()
-        return Principal(user=user, session_id=claims.session_id, client=client or ClientInfo())
+        await self._cache.put(claims.session_id, user)
+        return Principal(user=user, session_id=claims.session_id, client=client)
+
+    async def _verify(self, access_token: str) -> AccessClaims:
+        try:
+            return self._access_tokens.verify(access_token)
+        except UnknownKeyId:
+            # Perhaps another instance created or rotated a key since we loaded ours.
+            if not await self._signing_keys.reload_if_stale():
+                raise NotAuthenticated() from None
+            try:
+                return self._access_tokens.verify(access_token)
+            except InvalidAccessToken:
+                raise NotAuthenticated() from None
+        except InvalidAccessToken:
+            raise NotAuthenticated() from None
 
     async def _add_refresh_token(
         self, uow: UnitOfWork, session: AuthSession, now: dt.datetime

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from accounts.cache import StateCache
 from accounts.db.unit_of_work import UnitOfWorkFactory
 from accounts.domain.audit import AuditEventType
 from accounts.domain.errors import InvalidOneTimeToken
@@ -24,6 +25,7 @@ from accounts.services.audit import record
 from accounts.services.outbox import MailOutbox
 from accounts.services.passwords import PasswordRules
 from accounts.services.principal import ClientInfo, Principal
+from accounts.services.ratelimits import RateLimitPolicy
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"  # noqa: S105 - a token purpose, not a secret
@@ -44,6 +46,8 @@ class LifecycleService:
         rules: PasswordRules,
         templates: MailTemplates,
         outbox: MailOutbox,
+        limits: RateLimitPolicy,
+        cache: StateCache,
         config: LifecycleConfig,
     ) -> None:
         self._uow = uow
@@ -51,11 +55,18 @@ class LifecycleService:
         self._rules = rules
         self._templates = templates
         self._outbox = outbox
+        self._limits = limits
+        self._cache = cache
         self._config = config
 
     async def request_email_verification(self, principal: Principal) -> None:
-        """Send the caller a link that verifies their current address (no-op if verified)."""
+        """Send the caller a link that verifies their current address (no-op if verified).
+
+        Raises:
+            RateLimited: too many emails asked for, from this address or for this account.
+        """
         user = principal.user
+        await self._limits.email_request(principal.client.ip, user.email_key)
         if user.email_verified:
             return
         token = new_token()
@@ -121,7 +132,16 @@ class LifecycleService:
                 client=client,
             )
             await uow.commit()
+        await self._cache.user_changed(user.id, user.version)
         return user
+
+    async def accept_password_reset(self, email: str, client: ClientInfo) -> None:
+        """Count a reset request against the limits, without looking the account up.
+
+        Raises:
+            RateLimited: too many resets asked for, from this address or for this email.
+        """
+        await self._limits.email_request(client.ip, lookup_key(email))
 
     async def request_password_reset(self, email: str) -> None:
         """Email a reset link if the address belongs to an account; otherwise do nothing.
@@ -184,7 +204,7 @@ class LifecycleService:
             locked.password_hash = new_hash
             locked.updated_at = now
             await uow.one_time_tokens.invalidate_for_user(locked.id, now)
-            await uow.auth_sessions.revoke_all_for_user(locked.id, now)
+            revoked = await uow.auth_sessions.revoke_all_for_user(locked.id, now)
             record(
                 uow,
                 AuditEventType.USER_PASSWORD_RESET,
@@ -193,6 +213,10 @@ class LifecycleService:
                 client=client,
             )
             await uow.commit()
+        await self._cache.sessions_revoked(revoked)
+        # Whoever holds the new password should not stay locked out by failures
+        # that someone else piled up.
+        await self._limits.clear_failed_logins(locked.email_key)
         return locked
 
     def _link(self, path: str, token: str) -> str:

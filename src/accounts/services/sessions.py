@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
+from accounts.cache import StateCache
 from accounts.db.unit_of_work import UnitOfWorkFactory
 from accounts.domain.audit import AuditEventType
 from accounts.domain.errors import NotFound
@@ -26,8 +27,9 @@ class SessionView:
 
 
 class SessionService:
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, cache: StateCache) -> None:
         self._uow = uow
+        self._cache = cache
 
     async def list(self, principal: Principal) -> list[SessionView]:
         """The caller's live sessions, newest first, the one making the call marked."""
@@ -68,3 +70,4 @@ class SessionService:
                 details={"session_id": str(session_id), "reason": "revoked"},
             )
             await uow.commit()
+        await self._cache.sessions_revoked([session_id])

@@ -9,15 +9,22 @@ reload of the ring.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import time
 from collections.abc import Sequence
 
+import structlog
+
 from accounts.db.unit_of_work import UnitOfWorkFactory
 from accounts.models import SigningKey
+from accounts.models.base import utcnow
 from accounts.security.keys import generate_key, load_key
 from accounts.security.tokens import KeyRing
 
 RELOAD_INTERVAL_SECONDS = 10.0
+PERIODIC_RELOAD_SECONDS = 60.0
+logger = structlog.get_logger("accounts.keys")
 
 
 class SigningKeyService:
@@ -39,6 +46,43 @@ class SigningKeyService:
                 rows = [row]
         self._install(rows)
 
+    async def rotate(self, *, token_ttl_seconds: int) -> str:
+        """Make a new key the signing key; returns its kid.
+
+        The keys it replaces are retired: they stay in the JWKS, and keep verifying,
+        until every token they signed has expired. Keys retired longer ago than that
+        are deleted here. Other instances start signing with the new key when they
+        next reload the ring (at most ``RELOAD_INTERVAL_SECONDS`` later, or at once
+        when they meet a token it signed).
+        """
+        key = generate_key()
+        now = utcnow()
+        async with self._uow(write=True) as uow:
+            await uow.signing_keys.delete_retired_before(
+                now - dt.timedelta(seconds=token_ttl_seconds)
+            )
+            await uow.signing_keys.retire_active(now)
+            await uow.signing_keys.add(
+                SigningKey(kid=key.kid, private_key_pem=key.private_pem(), created_at=now)
+            )
+            await uow.commit()
+        await self.reload()
+        return key.kid
+
+    async def reload(self) -> None:
+        async with self._uow() as uow:
+            rows = await uow.signing_keys.all()
+        self._install(rows)
+
+    async def run_periodic_reload(self) -> None:
+        """Reload the ring now and then, so a rotation elsewhere reaches this instance."""
+        while True:
+            await asyncio.sleep(PERIODIC_RELOAD_SECONDS)
+            try:
+                await self.reload()
+            except Exception:
+                logger.exception("reloading the signing keys failed; will retry")
+
     async def reload_if_stale(self) -> bool:
         """Reload the ring unless it was loaded moments ago; True if it was reloaded.
 
@@ -46,9 +90,7 @@ class SigningKeyService:
         """
         if time.monotonic() - self._loaded_at < RELOAD_INTERVAL_SECONDS:
             return False
-        async with self._uow() as uow:
-            rows = await uow.signing_keys.all()
-        self._install(rows)
+        await self.reload()
         return True
 
     def _install(self, rows: Sequence[SigningKey]) -> None:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from accounts.cache import StateCache
 from accounts.db.repositories.users import UserFilter
 from accounts.db.unit_of_work import UnitOfWorkFactory
 from accounts.domain.audit import AuditEventType
@@ -34,8 +35,11 @@ from accounts.security.passwords import PasswordHasher
 from accounts.services.audit import record
 from accounts.services.passwords import PasswordRules
 from accounts.services.principal import ClientInfo, Principal
+from accounts.services.ratelimits import RateLimitPolicy
 
 MAX_PAGE_SIZE = 100
+# The version a deleted user's cache entries are told to expect: no entry has it.
+DELETED_VERSION = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +86,16 @@ class UserService:
         uow: UnitOfWorkFactory,
         hasher: PasswordHasher,
         rules: PasswordRules,
+        limits: RateLimitPolicy,
+        cache: StateCache,
         *,
         registration_open: bool,
     ) -> None:
         self._uow = uow
         self._hasher = hasher
         self._rules = rules
+        self._limits = limits
+        self._cache = cache
         self._registration_open = registration_open
 
     async def register(
@@ -99,9 +107,11 @@ class UserService:
             RegistrationClosed: sign-up is switched off by configuration.
             InvalidInput: a value breaks a rule.
             EmailTaken: another account has this email, in any letter case.
+            RateLimited: too many registrations from this address.
         """
         if not self._registration_open:
             raise RegistrationClosed()
+        await self._limits.register(client.ip if client else None)
         return await self.create(email, password, name, client=client, self_registered=True)
 
     async def create(
@@ -251,9 +261,14 @@ class UserService:
             if "email" in changed:
                 # Links sent to the old address must not verify or reset the new one.
                 await uow.one_time_tokens.invalidate_for_user(user.id, now)
+            revoked = []
             if changes.is_active is False:
-                await uow.auth_sessions.revoke_all_for_user(user.id, now)
+                revoked = await uow.auth_sessions.revoke_all_for_user(user.id, now)
             await uow.commit()
+        # After the commit and before answering, so every instance sees it next request.
+        await self._cache.sessions_revoked(revoked)
+        if changed:
+            await self._cache.user_changed(user.id, user.version)
         return user
 
     async def delete(
@@ -274,11 +289,14 @@ class UserService:
                 raise NotFound()
             if user.is_superuser and user.is_active and superusers == [user.id]:
                 raise LastSuperuser()
+            sessions = await uow.auth_sessions.ids_for_user(user.id)
             await uow.users.delete(user.id)
             record(
                 uow, AuditEventType.USER_DELETED, user_id=user_id, actor_id=actor.id, client=client
             )
             await uow.commit()
+        await self._cache.sessions_revoked(sessions)
+        await self._cache.user_changed(user_id, DELETED_VERSION)
 
     async def change_password(self, principal: Principal, current: str, new: str) -> None:
         """Change the caller's password and end every other session of theirs.
@@ -287,8 +305,13 @@ class UserService:
             InvalidInput: the new password breaks a rule.
             IncorrectPassword: ``current`` is not the caller's password.
         """
-        user = principal.user
         self._rules.check_given("current_password", current)
+        # The hash is read afresh: the principal may come from the cache, which never
+        # holds password hashes.
+        async with self._uow() as uow:
+            user = await uow.users.get(principal.user.id)
+        if user is None:
+            raise NotFound()
         self._rules.check_new("new_password", new, email=user.email, name=user.name)
         if not await self._hasher.verify(user.password_hash, current):
             raise IncorrectPassword()
@@ -304,7 +327,7 @@ class UserService:
                 raise IncorrectPassword()
             locked.password_hash = new_hash
             locked.updated_at = now
-            await uow.auth_sessions.revoke_all_for_user(
+            revoked = await uow.auth_sessions.revoke_all_for_user(
                 user.id, now, except_id=principal.session_id
             )
             await uow.one_time_tokens.invalidate_for_user(user.id, now)
@@ -316,6 +339,7 @@ class UserService:
                 client=principal.client,
             )
             await uow.commit()
+        await self._cache.sessions_revoked(revoked)
 
     async def count(self) -> int:
         async with self._uow() as uow:

@@ -71,11 +71,16 @@ class AuthSessionRepository:
 
     async def revoke_all_for_user(
         self, user_id: uuid.UUID, now: dt.datetime, *, except_id: uuid.UUID | None = None
-    ) -> int:
+    ) -> list[uuid.UUID]:
+        """Revoke a user's live sessions (all but ``except_id``); returns their ids."""
         statement = update(AuthSession).where(
             AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
         )
         if except_id is not None:
             statement = statement.where(AuthSession.id != except_id)
-        result = await self._session.execute(statement.values(revoked_at=now))
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        statement = statement.values(revoked_at=now).returning(AuthSession.id)
+        return list((await self._session.execute(statement)).scalars())
+
+    async def ids_for_user(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        statement = select(AuthSession.id).where(AuthSession.user_id == user_id)
+        return list((await self._session.execute(statement)).scalars())

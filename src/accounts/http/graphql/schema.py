@@ -198,6 +198,7 @@ class LifecycleMutation:
     )
     async def request_password_reset(self, info: GraphQLInfo, email: str) -> bool:
         container = info.context.container
+        await container.lifecycle.accept_password_reset(email, info.context.client)
         # As in REST: answer first, so the answer cannot tell whether the account exists.
         container.jobs.spawn(
             container.lifecycle.request_password_reset(email), name="password-reset-request"

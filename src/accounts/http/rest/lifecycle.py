@@ -56,7 +56,10 @@ async def confirm_email(
     responses=problems(429),
     summary="Email a password-reset link (the same answer whether or not the account exists)",
 )
-async def request_password_reset(body: PasswordResetRequest, container: ContainerDep) -> Response:
+async def request_password_reset(
+    body: PasswordResetRequest, container: ContainerDep, client: ClientInfoDep
+) -> Response:
+    await container.lifecycle.accept_password_reset(body.email, client)
     # Answer first, work after: the response cannot reveal, by content or by
     # timing, whether an account has this email.
     container.jobs.spawn(
