@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_tls: Literal["none", "starttls", "ssl"] = "starttls"
-    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     email_from: str = "Accounts <no-reply@localhost>"
     email_verification_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
     password_reset_ttl_seconds: int = Field(default=3600, ge=60, le=24 * 3600)

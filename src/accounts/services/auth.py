@@ -45,6 +45,8 @@ from accounts.services.signing_keys import SigningKeyService
 __all__ = ["AuthService", "ClientInfo", "Principal", "TokenPair", "login_key"]
 
 LOGIN_EMAIL_MAX_LENGTH = 320
+# Refresh tokens we issue are 43 characters; anything longer is not one of ours.
+OPAQUE_TOKEN_MAX_LENGTH = 512
 TOKEN_TYPE = "bearer"  # noqa: S105 - the OAuth2 token type
 VERIFIED_TOKEN_CACHE_SIZE = 10_000
 
@@ -98,11 +100,8 @@ class AuthService:
             RateLimited: too many attempts from this address, for this account, or
                 failures for this account.
         """
-        if len(password) > PASSWORD_MAX_LENGTH or len(email) > LOGIN_EMAIL_MAX_LENGTH:
-            raise InvalidInput(
-                "email or password is too long",
-                [FieldError(("body", "password"), "is too long", "value_error")],
-            )
+        _bounded("email", email, LOGIN_EMAIL_MAX_LENGTH)
+        _bounded("password", password, PASSWORD_MAX_LENGTH)
         key = login_key(email)
         await self._limits.login(client.ip, key)
         async with self._uow() as uow:
@@ -178,6 +177,7 @@ class AuthService:
             NotAuthenticated: unknown, expired or spent token; revoked session; inactive user.
             RateLimited: too many refreshes from this address.
         """
+        _bounded("refresh_token", refresh_token, OPAQUE_TOKEN_MAX_LENGTH)
         await self._limits.refresh(client.ip)
         now = utcnow()
         async with self._uow(write=True) as uow:
@@ -224,7 +224,9 @@ class AuthService:
 
         Raises:
             NotAuthenticated: the token is unknown, or its session already ended.
+            InvalidInput: the token is empty or longer than any we issue.
         """
+        _bounded("refresh_token", refresh_token, OPAQUE_TOKEN_MAX_LENGTH)
         now = utcnow()
         async with self._uow(write=True) as uow:
             stored = await uow.refresh_tokens.get_by_hash(hash_token(refresh_token))
@@ -323,6 +325,18 @@ class AuthService:
             access_token=self._access_tokens.issue(user_id, session_id, now),
             expires_in=self._access_tokens.ttl_seconds,
             refresh_token=refresh_token,
+        )
+
+
+def _bounded(field: str, value: str, max_length: int) -> None:
+    """Refuse an empty or oversized value before any work (never hash a huge password).
+
+    Raises: InvalidInput naming ``field``.
+    """
+    if not 1 <= len(value) <= max_length:
+        raise InvalidInput(
+            f"{field} must be 1-{max_length} characters",
+            [FieldError(("body", field), f"must be 1-{max_length} characters", "value_error")],
         )
 
 

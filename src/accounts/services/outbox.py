@@ -26,7 +26,9 @@ from accounts.models.base import utcnow
 
 logger = structlog.get_logger("accounts.outbox")
 
-LEASE = dt.timedelta(seconds=60)
+# Longer than the longest allowed SMTP timeout (ACCOUNTS_SMTP_TIMEOUT_SECONDS ≤ 60), so a
+# slow send never outlives its lease and lets another dispatcher send it again.
+LEASE = dt.timedelta(seconds=120)
 BATCH_SIZE = 20
 FIRST_RETRY_SECONDS = 5.0
 MAX_RETRY_SECONDS = 3600.0

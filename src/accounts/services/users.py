@@ -38,6 +38,7 @@ from accounts.services.principal import ClientInfo, Principal
 from accounts.services.ratelimits import RateLimitPolicy
 
 MAX_PAGE_SIZE = 100
+MAX_QUERY_LENGTH = 254
 # The version a deleted user's cache entries are told to expect: no entry has it.
 DELETED_VERSION = -1
 
@@ -190,6 +191,17 @@ class UserService:
             raise PermissionDenied("Only superusers can list users.")
         if query.skip < 0 or not 1 <= query.limit <= MAX_PAGE_SIZE:
             raise InvalidInput(f"skip must be >= 0 and limit 1-{MAX_PAGE_SIZE}.")
+        if query.query is not None and len(query.query) > MAX_QUERY_LENGTH:
+            raise InvalidInput(
+                "q is too long",
+                [
+                    FieldError(
+                        ("query", "q"),
+                        f"must be at most {MAX_QUERY_LENGTH} characters",
+                        "value_error",
+                    )
+                ],
+            )
         after = _cursor_position(query.cursor, query.sort) if query.cursor else None
         filters = UserFilter(query=query.query or None, is_active=query.is_active)
         async with self._uow() as uow:

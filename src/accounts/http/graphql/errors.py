@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.utils.str_converters import to_camel_case
 
 from accounts.domain.errors import DomainError, InvalidInput, RateLimited
 
@@ -44,9 +45,11 @@ BAD_USER_INPUT = "BAD_USER_INPUT"
 def _domain_extensions(exc: DomainError) -> dict[str, Any]:
     extensions: dict[str, Any] = {"code": CODES.get(exc.code, BAD_USER_INPUT)}
     if isinstance(exc, InvalidInput) and exc.errors:
-        extensions["field"] = str(exc.errors[0].loc[-1])
+        # Named as the GraphQL argument is (newPassword), not as the service calls it.
+        extensions["field"] = to_camel_case(str(exc.errors[0].loc[-1]))
         extensions["errors"] = [
-            {"field": str(error.loc[-1]), "message": error.msg} for error in exc.errors
+            {"field": to_camel_case(str(error.loc[-1])), "message": error.msg}
+            for error in exc.errors
         ]
     if isinstance(exc, RateLimited):
         extensions["retryAfter"] = exc.retry_after
@@ -57,9 +60,10 @@ def translate(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, DomainError):
         message, extensions = original.message, _domain_extensions(original)
-    elif original is None:
-        # Raised by graphql-core itself (syntax, validation, argument coercion):
-        # its message describes the query, never our internals.
+    elif original is None or isinstance(original, GraphQLError):
+        # Raised by graphql-core itself (syntax, validation, variable and argument
+        # coercion, which wraps one GraphQLError in another): its message describes
+        # the query, never our internals.
         message = error.message
         extensions = {"code": (error.extensions or {}).get("code", BAD_USER_INPUT)}
     else:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
 from strawberry.fastapi import GraphQLRouter
+from strawberry.types.unset import UNSET
 
 from accounts.http.dependencies import BearerTokenDep, ClientInfoDep, ContainerDep
 from accounts.http.graphql.context import GraphQLContext
 from accounts.http.graphql.schema import build_schema
+from accounts.http.problems import http_problem, request_id_of
 
 
 async def get_context(
@@ -15,8 +21,26 @@ async def get_context(
     return GraphQLContext(container, client, token)
 
 
+class ProblemGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
+    """Strawberry's router, with its own HTTP errors (a query over GET, a body that is
+    not JSON) answered as problem details like every other error of the service."""
+
+    async def run(  # type: ignore[override]
+        self,
+        request: Request | WebSocket,
+        context: GraphQLContext | None = UNSET,
+        root_value: None = UNSET,
+    ) -> Response | WebSocket:
+        try:
+            return await super().run(request, context=context, root_value=root_value)  # type: ignore[arg-type]
+        except HTTPException as exc:
+            if not isinstance(request, Request):
+                raise
+            return http_problem(exc.status_code, exc.reason, request_id_of(request))
+
+
 def build_router() -> GraphQLRouter[GraphQLContext, None]:
-    return GraphQLRouter(
+    return ProblemGraphQLRouter(
         build_schema(),
         path="/graphql",
         graphql_ide="graphiql",
