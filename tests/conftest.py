@@ -149,10 +149,15 @@ async def redis_url() -> AsyncIterator[str]:
     if not REDIS_URL:
         require_server("Redis", "ACCOUNTS_TEST_REDIS_URL", "scripts/redis.sh")
     assert REDIS_URL is not None
-    client = redis.Redis.from_url(REDIS_URL)
+    # Each pytest-xdist worker gets a Redis database of its own (gw0 -> 1, gw1 -> 2, ...),
+    # since tests flush theirs.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    number = int(worker[2:]) + 1 if worker.startswith("gw") else 0
+    url = f"{REDIS_URL.rsplit('/', 1)[0]}/{number}"
+    client = redis.Redis.from_url(url)
     try:
         await client.flushdb()
-        yield REDIS_URL
+        yield url
         await client.flushdb()
     finally:
         await client.aclose()

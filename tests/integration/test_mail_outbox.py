@@ -398,13 +398,13 @@ async def test_unit_of_work_not_committed_leaves_neither_token_nor_message(
 
     if ending == "left_without_commit":
         async with container.uow(write=True) as uow:
-            await uow.one_time_tokens.add(token())
+            uow.one_time_tokens.stage(token())
             container.outbox.enqueue(uow, user["email"], content)
     else:
 
         async def fail_after_enqueue() -> None:
             async with container.uow(write=True) as uow:
-                await uow.one_time_tokens.add(token())
+                uow.one_time_tokens.stage(token())
                 container.outbox.enqueue(uow, user["email"], content)
                 raise RuntimeError("the use case failed after enqueue")
 
@@ -415,7 +415,7 @@ async def test_unit_of_work_not_committed_leaves_neither_token_nor_message(
     assert await tokens_of(container, user["id"]) == []
     # The same steps, committed, store both: the empty tables above are the rollback.
     async with container.uow(write=True) as uow:
-        await uow.one_time_tokens.add(token())
+        uow.one_time_tokens.stage(token())
         container.outbox.enqueue(uow, user["email"], content)
         await uow.commit()
     assert [row.to_address for row in await outbox_rows(container)] == [user["email"]]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from accounts.cache import StateCache
-from accounts.db.unit_of_work import UnitOfWorkFactory
+from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from accounts.domain.audit import AuditEventType
 from accounts.domain.errors import InvalidOneTimeToken
 from accounts.domain.users import lookup_key
@@ -69,27 +69,16 @@ class LifecycleService:
         await self._limits.email_request(principal.client.ip, user.email_key)
         if user.email_verified:
             return
-        token = new_token()
-        now = utcnow()
+        ttl = self._config.verification_ttl
         async with self._uow(write=True) as uow:
-            await uow.one_time_tokens.add(
-                OneTimeToken(
-                    user_id=user.id,
-                    purpose=VERIFY_EMAIL,
-                    token_hash=hash_token(token),
-                    email_key=user.email_key,
-                    created_at=now,
-                    expires_at=now + self._config.verification_ttl,
-                )
-            )
-            content = self._templates.render(
+            self._send_link(
+                uow,
+                user,
                 VERIFY_EMAIL,
-                name=user.name,
-                email=user.email,
-                link=self._link("/verify-email", token),
-                hours=int(self._config.verification_ttl.total_seconds() // 3600),
+                "/verify-email",
+                ttl,
+                hours=int(ttl.total_seconds() // 3600),
             )
-            self._outbox.enqueue(uow, user.email, content)
             await uow.commit()
         self._outbox.notify()
 
@@ -154,26 +143,15 @@ class LifecycleService:
             user = await uow.users.get_by_email_key(key)
             if user is None:
                 return
-            token = new_token()
-            now = utcnow()
-            await uow.one_time_tokens.add(
-                OneTimeToken(
-                    user_id=user.id,
-                    purpose=RESET_PASSWORD,
-                    token_hash=hash_token(token),
-                    email_key=user.email_key,
-                    created_at=now,
-                    expires_at=now + self._config.reset_ttl,
-                )
-            )
-            content = self._templates.render(
+            ttl = self._config.reset_ttl
+            self._send_link(
+                uow,
+                user,
                 RESET_PASSWORD,
-                name=user.name,
-                email=user.email,
-                link=self._link("/reset-password", token),
-                minutes=int(self._config.reset_ttl.total_seconds() // 60),
+                "/reset-password",
+                ttl,
+                minutes=int(ttl.total_seconds() // 60),
             )
-            self._outbox.enqueue(uow, user.email, content)
             await uow.commit()
         self._outbox.notify()
 
@@ -219,8 +197,33 @@ class LifecycleService:
         await self._limits.clear_failed_logins(locked.email_key)
         return locked
 
-    def _link(self, path: str, token: str) -> str:
-        return f"{self._config.public_url}{path}?{urlencode({'token': token})}"
+    def _send_link(
+        self,
+        uow: UnitOfWork,
+        user: User,
+        purpose: str,
+        path: str,
+        ttl: dt.timedelta,
+        **template_context: object,
+    ) -> None:
+        """Stage a new single-use token and the email carrying its link, in one unit of work."""
+        token = new_token()
+        now = utcnow()
+        uow.one_time_tokens.stage(
+            OneTimeToken(
+                user_id=user.id,
+                purpose=purpose,
+                token_hash=hash_token(token),
+                email_key=user.email_key,
+                created_at=now,
+                expires_at=now + ttl,
+            )
+        )
+        link = f"{self._config.public_url}{path}?{urlencode({'token': token})}"
+        content = self._templates.render(
+            purpose, name=user.name, email=user.email, link=link, **template_context
+        )
+        self._outbox.enqueue(uow, user.email, content)
 
 
 def _usable(stored: OneTimeToken | None, now: dt.datetime) -> OneTimeToken:

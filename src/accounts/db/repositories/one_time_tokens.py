@@ -15,10 +15,9 @@ class OneTimeTokenRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def add(self, token: OneTimeToken) -> OneTimeToken:
+    def stage(self, token: OneTimeToken) -> None:
+        """Add a token; it is written with the rest of the unit of work, or not at all."""
         self._session.add(token)
-        await self._session.flush()
-        return token
 
     async def get_by_hash(self, token_hash: str, purpose: str) -> OneTimeToken | None:
         statement = select(OneTimeToken).where(
