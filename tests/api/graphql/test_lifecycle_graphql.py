@@ -6,9 +6,12 @@ Emails go over real SMTP to the ``smtp`` sink; tokens are taken from the emailed
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from tests.conftest import SmtpSink
@@ -239,7 +242,7 @@ async def test_reset_password_with_a_used_token_is_bad_user_input(
     assert await can_log_in(mail_client, user.email, NEW_PASSWORD)
 
 
-async def test_reset_password_to_a_common_password_is_bad_user_input_on_new_password(
+async def test_reset_password_to_a_common_password_is_bad_user_input_on_new_password_field(
     mail_client: httpx.AsyncClient, mail_app: FastAPI, smtp: Smtp
 ) -> None:
     user = await account(mail_client)
@@ -249,7 +252,8 @@ async def test_reset_password_to_a_common_password_is_bad_user_input_on_new_pass
 
     error = error_of(body)
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
-    assert error["extensions"]["field"] == "new_password"
+    # Named as the GraphQL argument is (the service's field is new_password).
+    assert error["extensions"]["field"] == "newPassword"
     assert "common" in error["message"]
     assert await can_log_in(mail_client, user.email, PASSWORD)
     assert await is_live(mail_client, user.access_token)
@@ -392,3 +396,162 @@ async def test_audit_events_with_an_unknown_type_is_bad_user_input(
     body = await execute(client, AUDIT_EVENTS, {"type": "user.hacked"}, token=admin.access_token)
 
     assert code_of(body) == "BAD_USER_INPUT"
+
+
+# --- audit events of GraphQL actions ---------------------------------------------------
+
+AGENT = "lifecycle-graphql-tests/1.0"
+
+
+@dataclass
+class World:
+    client: httpx.AsyncClient
+    app: FastAPI
+    sink: SmtpSink
+
+
+@dataclass
+class Expected:
+    user_id: str
+    actor_id: str | None
+
+
+async def as_agent(
+    world: World, query: str, variables: dict[str, Any], token: str | None = None
+) -> dict[str, Any]:
+    """Run an operation from a client that names itself (AGENT)."""
+    headers = {"User-Agent": AGENT, **(bearer(token) if token else {})}
+    response = await world.client.post(
+        GRAPHQL, json={"query": query, "variables": variables}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def gql_register(world: World) -> Expected:
+    query = (
+        'mutation R($e: String!, $p: String!) { register(email: $e, password: $p, name: "New") '
+        "{ id } }"
+    )
+    body = await as_agent(world, query, {"e": unique_email(), "p": PASSWORD})
+    user_id: str = data_of(body)["register"]["id"]
+    return Expected(user_id=user_id, actor_id=user_id)
+
+
+async def gql_login(world: World) -> Expected:
+    user = await register(world.client)
+    query = (
+        "mutation L($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
+    )
+    data_of(await as_agent(world, query, {"e": user["email"], "p": PASSWORD}))
+    return Expected(user_id=user["id"], actor_id=user["id"])
+
+
+async def gql_login_failed(world: World) -> Expected:
+    user = await register(world.client)
+    query = (
+        "mutation L($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
+    )
+    body = await as_agent(world, query, {"e": user["email"], "p": "not the password"})
+    assert code_of(body) == "UNAUTHENTICATED"
+    return Expected(user_id=user["id"], actor_id=None)
+
+
+async def gql_update_user(world: World) -> Expected:
+    user = await account(world.client)
+    query = 'mutation U($id: ID!) { updateUser(id: $id, input: {name: "Renamed"}) { id } }'
+    data_of(await as_agent(world, query, {"id": user.id}, user.access_token))
+    return Expected(user_id=user.id, actor_id=user.id)
+
+
+async def gql_delete_user(world: World) -> Expected:
+    user = await account(world.client)
+    query = "mutation D($id: ID!) { deleteUser(id: $id) }"
+    data_of(await as_agent(world, query, {"id": user.id}, user.access_token))
+    return Expected(user_id=user.id, actor_id=user.id)
+
+
+async def gql_change_password(world: World) -> Expected:
+    user = await account(world.client)
+    query = (
+        "mutation C($c: String!, $n: String!) "
+        "{ changePassword(currentPassword: $c, newPassword: $n) }"
+    )
+    variables = {"c": PASSWORD, "n": NEW_PASSWORD}
+    data_of(await as_agent(world, query, variables, user.access_token))
+    return Expected(user_id=user.id, actor_id=user.id)
+
+
+async def gql_reset_password(world: World) -> Expected:
+    user = await register(world.client)
+    token = await reset_token(world.client, world.app, world.sink, user["email"])
+    data_of(await as_agent(world, RESET_PASSWORD, {"token": token, "newPassword": NEW_PASSWORD}))
+    return Expected(user_id=user["id"], actor_id=user["id"])
+
+
+async def gql_confirm_email(world: World) -> Expected:
+    user = await account(world.client)
+    token = await verification_token(world.client, world.sink, user.access_token)
+    data_of(await as_agent(world, CONFIRM_EMAIL, {"token": token}))
+    return Expected(user_id=user.id, actor_id=user.id)
+
+
+async def gql_revoke_session(world: World) -> Expected:
+    user = await account(world.client)
+    other = await login(world.client, user.email)
+    variables = {"id": session_id_of(other["access_token"])}
+    data_of(await as_agent(world, REVOKE_SESSION, variables, user.access_token))
+    return Expected(user_id=user.id, actor_id=user.id)
+
+
+async def gql_logout(world: World) -> Expected:
+    user = await account(world.client)
+    query = "mutation L($r: String!) { logout(refreshToken: $r) }"
+    data_of(await as_agent(world, query, {"r": user.refresh_token}))
+    return Expected(user_id=user.id, actor_id=user.id)
+
+
+async def gql_refresh_reused(world: World) -> Expected:
+    user = await account(world.client)
+    query = "mutation R($r: String!) { refresh(refreshToken: $r) { accessToken } }"
+    data_of(await as_agent(world, query, {"r": user.refresh_token}))
+    assert code_of(await as_agent(world, query, {"r": user.refresh_token})) == "UNAUTHENTICATED"
+    return Expected(user_id=user.id, actor_id=None)
+
+
+GRAPHQL_ACTIONS: dict[str, tuple[str, Callable[[World], Awaitable[Expected]]]] = {
+    "register": ("user.registered", gql_register),
+    "login": ("user.login_succeeded", gql_login),
+    "login_failed": ("user.login_failed", gql_login_failed),
+    "updateUser": ("user.updated", gql_update_user),
+    "deleteUser": ("user.deleted", gql_delete_user),
+    "changePassword": ("user.password_changed", gql_change_password),
+    "resetPassword": ("user.password_reset", gql_reset_password),
+    "confirmEmail": ("user.email_verified", gql_confirm_email),
+    "revokeSession": ("session.revoked", gql_revoke_session),
+    "logout": ("session.revoked", gql_logout),
+    "refresh_reused": ("session.refresh_reused", gql_refresh_reused),
+}
+
+
+@pytest.mark.parametrize("action", list(GRAPHQL_ACTIONS))
+async def test_graphql_action_records_its_audit_event_with_the_callers_ip_and_agent(
+    mail_client: httpx.AsyncClient, mail_app: FastAPI, smtp: Smtp, action: str
+) -> None:
+    admin = await superuser(mail_client, container_of(mail_app))
+    event_type, act = GRAPHQL_ACTIONS[action]
+    variables = {"type": event_type, "first": 100}
+    before = data_of(await execute(mail_client, AUDIT_EVENTS, variables, token=admin.access_token))
+    seen = {event["id"] for event in before["auditEvents"]["items"]}
+
+    expected = await act(World(mail_client, mail_app, smtp[0]))
+
+    after = data_of(await execute(mail_client, AUDIT_EVENTS, variables, token=admin.access_token))
+    new = [event for event in after["auditEvents"]["items"] if event["id"] not in seen]
+    assert len(new) == 1, new
+    (event,) = new
+    assert event["type"] == event_type
+    assert event["userId"] == expected.user_id
+    assert event["actorId"] == expected.actor_id
+    assert (event["ip"], event["userAgent"]) == ("127.0.0.1", AGENT)

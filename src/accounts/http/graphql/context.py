@@ -34,7 +34,7 @@ class GraphQLContext(BaseContext):
             if self._principal is None:
                 if not self._token:
                     raise NotAuthenticated()
-                self._principal = await self.container.auth.authenticate(self._token)
+                self._principal = await self.container.auth.authenticate(self._token, self.client)
             return self._principal
 
     @property

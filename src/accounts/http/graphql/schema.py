@@ -123,7 +123,9 @@ class Query:
 class Mutation:
     @strawberry.mutation(description="Register a new account.")
     async def register(self, info: GraphQLInfo, email: str, password: str, name: str) -> User:
-        return User.of(await info.context.container.users.register(email, password, name))
+        context = info.context
+        user = await context.container.users.register(email, password, name, client=context.client)
+        return User.of(user)
 
     @strawberry.mutation(description="Log in: a new session's token pair.")
     async def login(self, info: GraphQLInfo, email: str, password: str) -> TokenPair:
@@ -137,7 +139,7 @@ class Mutation:
 
     @strawberry.mutation(description="End the session the refresh token belongs to.")
     async def logout(self, info: GraphQLInfo, refresh_token: str) -> bool:
-        await info.context.container.auth.logout(refresh_token)
+        await info.context.container.auth.logout(refresh_token, info.context.client)
         return True
 
     @strawberry.mutation(description="Change a user (is_active, is_superuser: superusers only).")
@@ -151,13 +153,17 @@ class Mutation:
             is_active=input.is_active,
             is_superuser=input.is_superuser,
         )
-        row = await info.context.container.users.update(principal.user, _user_id(id), changes)
+        row = await info.context.container.users.update(
+            principal.user, _user_id(id), changes, client=principal.client
+        )
         return User.of(row)
 
     @strawberry.mutation(description="Erase an account with its sessions.")
     async def delete_user(self, info: GraphQLInfo, id: strawberry.ID) -> bool:
         principal = await info.context.principal()
-        await info.context.container.users.delete(principal.user, _user_id(id))
+        await info.context.container.users.delete(
+            principal.user, _user_id(id), client=principal.client
+        )
         return True
 
     @strawberry.mutation(description="Change the caller's password; ends their other sessions.")
