@@ -52,6 +52,7 @@ class Container:
     outbox: MailOutbox
     jobs: BackgroundJobs
     cache: StateCache
+    limits: RateLimitPolicy
     metrics: Metrics
     breaker: RedisBreaker
     trusted_proxies: list[IPv4Network | IPv6Network]
@@ -92,6 +93,7 @@ class Container:
         await self.jobs.drain(grace_seconds=5.0)
         await self.outbox.stop()
         await self.cache.close()
+        await self.limits.close()
         await self.database.dispose()
         self.hasher.close()
 
@@ -190,6 +192,7 @@ def build(settings: Settings) -> Container:
         outbox=outbox,
         jobs=BackgroundJobs(),
         cache=cache,
+        limits=limits,
         metrics=metrics,
         breaker=breaker,
         trusted_proxies=settings.trusted_proxy_networks,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from limits import RateLimitItem, parse
@@ -46,14 +47,18 @@ class RateLimiter:
         self._breaker = breaker
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         self._redis: MovingWindowRateLimiter | None = None
+        self._redis_storage: RedisStorage | None = None
         if redis_url is not None:
-            storage: Storage = RedisStorage(
+            # redis-py, which the project already uses (the default, coredis, is not installed).
+            self._redis_storage = RedisStorage(
                 "async+" + redis_url,
+                implementation="redispy",
                 wrap_exceptions=True,
                 key_prefix=prefix,
                 socket_timeout=0.5,
                 socket_connect_timeout=0.5,
             )
+            storage: Storage = self._redis_storage
             self._redis = MovingWindowRateLimiter(storage)
 
     @staticmethod
@@ -95,6 +100,14 @@ class RateLimiter:
             reset_after = max(1, math.ceil(stats.reset_time - time.time()))
             return Verdict(False, item.amount, 0, reset_after)
         return None
+
+    async def close(self) -> None:
+        """Close the Redis connections (``limits`` has no public way to, so reach its client)."""
+        if self._redis_storage is None:
+            return
+        client: Any = getattr(self._redis_storage.bridge, "storage", None)
+        if client is not None:
+            await client.aclose()
 
     async def clear(self, item: RateLimitItem, *key: str) -> None:
         for strategy in (self._memory, self._redis):

@@ -44,6 +44,9 @@ class RateLimitPolicy:
         self._email_ip = limiter.parse(config.email_requests_per_ip)
         self._email_account = limiter.parse(config.email_requests_per_account)
 
+    async def close(self) -> None:
+        await self._limiter.close()
+
     async def _count(self, name: str, item: RateLimitItem, *key: str) -> None:
         verdict = await self._limiter.hit(item, name, *key)
         if not verdict.allowed:

@@ -31,7 +31,9 @@ class SigningKeyService:
     def __init__(self, uow: UnitOfWorkFactory, ring: KeyRing) -> None:
         self._uow = uow
         self.ring = ring
-        self._loaded_at = 0.0
+        # When an unknown kid last forced a reload: throttled on its own, so a load at
+        # start-up or by the periodic loop does not delay picking up a new key.
+        self._forced_reload_at = float("-inf")
 
     async def load(self) -> None:
         """Load the ring, creating the first key if there is none."""
@@ -88,8 +90,9 @@ class SigningKeyService:
 
         Throttled, because an unknown ``kid`` is what a forged token carries too.
         """
-        if time.monotonic() - self._loaded_at < RELOAD_INTERVAL_SECONDS:
+        if time.monotonic() - self._forced_reload_at < RELOAD_INTERVAL_SECONDS:
             return False
+        self._forced_reload_at = time.monotonic()
         await self.reload()
         return True
 
@@ -97,4 +100,3 @@ class SigningKeyService:
         # Retired keys verify but never sign: order them first, the newest active key last.
         ordered = sorted(rows, key=lambda row: (row.retired_at is None, row.created_at, row.kid))
         self.ring.replace([load_key(row.private_key_pem) for row in ordered])
-        self._loaded_at = time.monotonic()
