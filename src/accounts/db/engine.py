@@ -50,10 +50,17 @@ class Database:
                 pool_size=config.pool_size,
                 max_overflow=config.max_overflow,
                 pool_timeout=config.pool_timeout,
-                pool_pre_ping=True,
+                # No pre-ping: it is a round trip on every checkout. A connection
+                # broken by a database restart fails its statement instead, is
+                # invalidated by the pool, and that one request answers 503.
+                pool_pre_ping=False,
+                pool_recycle=1800,
                 echo=config.echo,
             )
-            self.read_engine = self.write_engine
+            # Reads run in autocommit: one round trip per statement instead of
+            # BEGIN + statement + ROLLBACK. Under READ COMMITTED each statement sees
+            # its own snapshot anyway, so a read transaction bought no consistency.
+            self.read_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
         self.write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 

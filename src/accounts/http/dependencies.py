@@ -105,12 +105,17 @@ async def get_client_info(request: Request, container: ContainerDep) -> ClientIn
 ClientInfoDep = Annotated[ClientInfo, Depends(get_client_info)]
 
 
-async def get_principal(
-    request: Request, auth: AuthServiceDep, token: BearerTokenDep, client: ClientInfoDep
-) -> Principal:
+async def get_principal(request: Request, token: BearerTokenDep) -> Principal:
+    # The container is read straight off the app rather than through sub-dependencies:
+    # this runs on every authenticated request, and each dependency level costs.
     if not token:
         raise NotAuthenticated()
-    principal = await auth.authenticate(token, client)
+    container: Container = request.app.state.container
+    client = ClientInfo(
+        ip=client_ip(request, container.trusted_proxies),
+        user_agent=request.headers.get("user-agent"),
+    )
+    principal = await container.auth.authenticate(token, client)
     request.state.user_id = str(principal.user.id)
     return principal
 

@@ -6,10 +6,25 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.models import AuthSession, User
+from accounts.models.base import UTCDateTime
+
+# Built once: this runs on every authenticated request that misses the cache, and
+# constructing the statement cost more than executing it.
+_LIVE_USER = (
+    select(User)
+    .join(AuthSession, AuthSession.user_id == User.id)
+    .where(
+        AuthSession.id == bindparam("session_id"),
+        AuthSession.user_id == bindparam("user_id"),
+        AuthSession.revoked_at.is_(None),
+        AuthSession.expires_at > bindparam("now", type_=UTCDateTime()),
+        User.is_active.is_(True),
+    )
+)
 
 
 class AuthSessionRepository:
@@ -28,18 +43,9 @@ class AuthSessionRepository:
         self, session_id: uuid.UUID, user_id: uuid.UUID, now: dt.datetime
     ) -> User | None:
         """The session's user, if the session is live and the user exists and is active."""
-        statement = (
-            select(User)
-            .join(AuthSession, AuthSession.user_id == User.id)
-            .where(
-                AuthSession.id == session_id,
-                AuthSession.user_id == user_id,
-                AuthSession.revoked_at.is_(None),
-                AuthSession.expires_at > now,
-                User.is_active.is_(True),
-            )
-        )
-        return (await self._session.execute(statement)).scalar_one_or_none()
+        parameters = {"session_id": session_id, "user_id": user_id, "now": now}
+        result = await self._session.execute(_LIVE_USER, parameters)
+        return result.scalar_one_or_none()
 
     async def list_live_for_user(
         self, user_id: uuid.UUID, now: dt.datetime
