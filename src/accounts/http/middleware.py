@@ -15,11 +15,14 @@ import uuid
 import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accounts.http.problems import http_problem, internal_error
 from accounts.metrics import Metrics
 
+# nginx's convention for "the client closed the connection before the answer".
+CLIENT_CLOSED_REQUEST = 499
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 logger = structlog.get_logger("accounts.http")
 
@@ -59,6 +62,9 @@ class RequestContextMiddleware:
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
+            except ClientDisconnect:
+                # The client went away mid-request: nobody to answer, nothing broken.
+                status = CLIENT_CLOSED_REQUEST
             except Exception:
                 logger.exception("unhandled error", path=scope.get("path"))
                 if not response_started:
