@@ -25,3 +25,12 @@ async def test_migrated_schema_matches_the_models(database_url: str) -> None:
     finally:
         await database.dispose()
     assert differences == [], f"models and migrations disagree: {differences}"
+
+
+def test_head_constant_is_the_newest_migration() -> None:
+    from alembic.script import ScriptDirectory
+
+    from accounts.db.migrate import HEAD, alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert heads == [HEAD], f"set accounts.db.migrate.HEAD to {heads}"
