@@ -51,6 +51,20 @@ def _read(user: User, response: Response) -> UserRead:
     return UserRead.model_validate(user)
 
 
+def _user_response(user: User, status_code: int = 200) -> Response:
+    """The user as JSON, serialised once by pydantic-core.
+
+    Returning a Response skips FastAPI's second validation and serialisation of the
+    returned model; ``response_model`` still documents the body.
+    """
+    return Response(
+        UserRead.model_validate(user).model_dump_json(),
+        status_code=status_code,
+        media_type="application/json",
+        headers={"ETag": etag_of(user)},
+    )
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -96,8 +110,8 @@ async def list_users(
 
 
 @router.get("/me", response_model=UserRead, responses=problems(401), summary="The caller")
-async def read_me(principal: PrincipalDep, response: Response) -> UserRead:
-    return _read(principal.user, response)
+async def read_me(principal: PrincipalDep) -> Response:
+    return _user_response(principal.user)
 
 
 @router.patch(
@@ -147,10 +161,8 @@ async def change_password(
 @router.get(
     "/{user_id}", response_model=UserRead, responses=problems(401, 404), summary="Read a user"
 )
-async def read_user(
-    user_id: uuid.UUID, principal: PrincipalDep, users: UserServiceDep, response: Response
-) -> UserRead:
-    return _read(await users.get(principal.user, user_id), response)
+async def read_user(user_id: uuid.UUID, principal: PrincipalDep, users: UserServiceDep) -> Response:
+    return _user_response(await users.get(principal.user, user_id))
 
 
 @router.patch(
