@@ -33,10 +33,22 @@ from accounts.domain.errors import ServiceUnavailable
 UnitOfWorkFactory = Callable[..., "UnitOfWork"]
 
 
+# SQLSTATE classes that mean "the database is away": 08 connection exception,
+# 53 insufficient resources, 57P operator intervention (shutting down, starting up).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, PoolTimeoutError | OperationalError | InterfaceError):
+    # OSError: the driver's connect() failed at the socket (refused, reset), which
+    # SQLAlchemy passes through unwrapped.
+    if isinstance(exc, PoolTimeoutError | OperationalError | InterfaceError | OSError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 class UnitOfWork:
@@ -65,9 +77,12 @@ class UnitOfWork:
             # close() rolls back whatever was not committed and releases the
             # connection; unlike rollback() it leaves loaded objects readable.
             await self.session.close()
-        except Exception:
-            # The connection is already broken; the original error says more.
+        except Exception as close_error:
+            # With an error already on its way, that one says more; otherwise a
+            # failed close is an outage like any other.
             if exc is None:
+                if _is_unavailable(close_error):
+                    raise ServiceUnavailable() from close_error
                 raise
         if exc is not None and _is_unavailable(exc):
             raise ServiceUnavailable() from exc

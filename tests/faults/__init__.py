@@ -1,0 +1,1 @@
+"""Fault tests: real servers stopped hard, pools exhausted, processes killed mid-load."""
