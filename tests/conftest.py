@@ -13,7 +13,6 @@ import asyncio
 import email.policy
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from accounts.db import migrate
 from accounts.db.engine import Database, DatabaseConfig
 from accounts.http.app import create_app
 from accounts.settings import Settings
+from tests.servers import free_port
 
 BACKENDS = [
     name.strip()
@@ -223,13 +223,6 @@ class SmtpSink:
                 raise AssertionError(f"expected {count} emails, got {len(self.messages)}")
             await asyncio.sleep(0.05)
         return self.messages
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ from accounts.db.engine import Database, DatabaseConfig
 from accounts.http.app import create_app
 from tests.conftest import BACKENDS, IN_CI, free_port, make_settings
 from tests.factories import PASSWORD, bearer
+from tests.servers import scrubbed_env
 
 T = TypeVar("T")
 
@@ -141,13 +142,6 @@ def run(command: list[str], *, env: dict[str, str] | None = None, cwd: Path | No
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(command)} exited {done.returncode}:\n{output}")
     return output
-
-
-def scrubbed_env(**settings: str) -> dict[str, str]:
-    """The inherited environment minus every ACCOUNTS_*, plus ``settings``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ACCOUNTS_")}
-    env.update({f"ACCOUNTS_{name.upper()}": value for name, value in settings.items()})
-    return env
 
 
 def service_env(database_url: str, **settings: str) -> dict[str, str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from tests.conftest import (
     require_server,
 )
 from tests.factories import PASSWORD, bearer
+from tests.servers import scrubbed_env
 
 COMMAND = [sys.executable, "-m", "accounts"]
 STARTUP_SECONDS = 30.0
@@ -69,13 +69,6 @@ class Server:
 class FleetDatabase:
     url: str
     admin_email: str
-
-
-def scrubbed_env(**settings: str) -> dict[str, str]:
-    """The inherited environment minus every ACCOUNTS_*, plus ``settings`` as ACCOUNTS_*."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ACCOUNTS_")}
-    env.update({f"ACCOUNTS_{key}": value for key, value in settings.items()})
-    return env
 
 
 def run_cli(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:

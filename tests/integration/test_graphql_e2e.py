@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ from gql.transport.exceptions import TransportQueryError
 from gql.transport.httpx import HTTPXAsyncTransport
 
 from tests.factories import PASSWORD
+from tests.servers import free_port, scrubbed_env
 
 STARTUP_SECONDS = 30
 SHUTDOWN_SECONDS = 15
@@ -39,18 +38,6 @@ LOGIN = gql(
     """
 )
 ME = gql("query Me { me { id email name isSuperuser createdAt } }")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def scrubbed_env() -> dict[str, str]:
-    """The inherited environment without ACCOUNTS_* variables: the embedded defaults."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("ACCOUNTS_")}
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ embedded default (a SQLite file in the working directory, no settings at all).""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ import httpx
 import pytest
 
 from tests.factories import PASSWORD
+from tests.servers import free_port, scrubbed_env
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "accounts"
 COMMAND = [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "accounts"]
@@ -34,18 +33,6 @@ class Server:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def scrubbed_env() -> dict[str, str]:
-    """The inherited environment minus every ACCOUNTS_* variable: all defaults."""
-    return {key: value for key, value in os.environ.items() if not key.startswith("ACCOUNTS_")}
 
 
 def wait_until_healthy(server: Server) -> None:
