@@ -218,8 +218,9 @@ def test_token_signed_by_a_foreign_key_with_our_kid_is_rejected(
 @pytest.mark.parametrize(
     ("claim", "value"),
     [
-        ("sub", str(uuid.uuid4())),
-        ("sid", str(uuid.uuid4())),
+        # Fixed ids: parameters must be the same in every pytest-xdist worker.
+        ("sub", "6f0e9c1e-6a4b-4d0e-9b1a-2f6c1d3e4a5b"),
+        ("sid", "0b3c2d1e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"),
         ("exp", 4_102_444_800),
         ("aud", "someone-else"),
     ],
