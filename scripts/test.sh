@@ -33,8 +33,14 @@ if [ -z "${ACCOUNTS_TEST_REDIS_URL:-}" ] && command -v redis-server >/dev/null 2
   started_redis=1
 fi
 
+# Two processes by default: the suite is mostly argon2 and database round trips,
+# and this machine has two cores. ACCOUNTS_TEST_WORKERS=0 runs in one process.
+workers="${ACCOUNTS_TEST_WORKERS:-2}"
+xdist=()
+[ "$workers" != "0" ] && xdist=(-n "$workers")
+
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "${xdist[@]}" "$@"
 status=$?
 set -e
 # pytest exits 5 when it collected no tests: that is a broken suite, not a pass.
