@@ -31,6 +31,17 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+## Benchmarks (bench/README.md): BENCH_PROFILE=short (default, ~10 min) or full (1M users).
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --profile $${BENCH_PROFILE:-short}
+
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests
 	$(BIN)/ruff format src tests

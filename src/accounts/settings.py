@@ -29,7 +29,9 @@ class Settings(BaseSettings):
 
     # Where data lives.
     database_url: str = DEFAULT_DATABASE_URL
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    # Large enough for a busy worker: overflow connections are closed on return, so a
+    # pool that is too small churns connections under load.
+    database_pool_size: int = Field(default=20, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     redis_url: str | None = None

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_POOL_LIMIT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +68,11 @@ class Database:
     def _sqlite_engine(self, *, begin: str) -> AsyncEngine:
         engine = create_async_engine(
             self.config.url,
-            pool_size=self.config.pool_size,
-            max_overflow=self.config.max_overflow,
+            # SQLite has one writer, and each aiosqlite connection is a thread with its
+            # own ~2 MiB page cache: more than a few connections per engine only cost
+            # memory.
+            pool_size=min(self.config.pool_size, SQLITE_POOL_LIMIT),
+            max_overflow=min(self.config.max_overflow, SQLITE_POOL_LIMIT),
             pool_timeout=self.config.pool_timeout,
             echo=self.config.echo,
         )

@@ -20,6 +20,8 @@ from typing import Generic, TypeVar
 from accounts.domain.errors import InvalidCursor
 
 T = TypeVar("T")
+# Enough for the longest email key (400 characters of UTF-8, base64-encoded).
+CURSOR_MAX_LENGTH = 2048
 
 
 class UserSort(enum.StrEnum):
@@ -46,12 +48,17 @@ class Cursor:
     id: uuid.UUID
 
     def encode(self) -> str:
-        raw = json.dumps([self.sort, self.key, str(self.id)], separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode("ascii")
+        raw = json.dumps(
+            [self.sort, self.key, str(self.id)], separators=(",", ":"), ensure_ascii=False
+        )
+        # surrogatepass: a hand-made key with a lone surrogate still encodes, and
+        # decode() refuses it (the service never mints one).
+        encoded = raw.encode("utf-8", "surrogatepass")
+        return base64.urlsafe_b64encode(encoded).rstrip(b"=").decode("ascii")
 
     @classmethod
     def decode(cls, token: str, *, sort: str) -> Cursor:
-        if len(token) > 1024:
+        if len(token) > CURSOR_MAX_LENGTH:
             raise InvalidCursor()
         try:
             padded = token + "=" * (-len(token) % 4)

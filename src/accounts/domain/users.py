@@ -7,6 +7,7 @@ a 422 naming the field.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Container
 
 from email_validator import EmailNotValidError, validate_email
@@ -14,6 +15,8 @@ from email_validator import EmailNotValidError, validate_email
 from accounts.domain.text import has_forbidden_characters
 
 EMAIL_MAX_LENGTH = 254
+# Case folding can lengthen a string ("ß" -> "ss"), so keys get more room than emails.
+EMAIL_KEY_MAX_LENGTH = 400
 NAME_MAX_LENGTH = 100
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 256
@@ -36,12 +39,12 @@ def normalize_email(value: str) -> str:
 
 
 def email_key(email: str) -> str:
-    """The key that makes emails unique case-insensitively (the whole address lower-cased).
+    """The key that makes emails unique case-insensitively (the whole address case-folded).
 
     RFC 5321 lets a local part be case-sensitive, but no mail provider treats it so,
     and two accounts that differ only in case are a support and phishing hazard.
     """
-    return email.strip().lower()
+    return unicodedata.normalize("NFC", email.strip().casefold())
 
 
 def lookup_key(email: str) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from accounts.bootstrap import Container
-from accounts.domain.errors import NotAuthenticated
+from accounts.domain.errors import FieldError, InvalidInput, NotAuthenticated
 from accounts.services.audit import AuditService
 from accounts.services.auth import AuthService, ClientInfo, Principal
 from accounts.services.lifecycle import LifecycleService
@@ -103,6 +103,22 @@ async def get_client_info(request: Request, container: ContainerDep) -> ClientIn
 
 
 ClientInfoDep = Annotated[ClientInfo, Depends(get_client_info)]
+
+
+def single_valued(*names: str) -> Any:
+    """A dependency refusing a query parameter given more than once (422), rather than
+    silently taking the last of ``?limit=1&limit=100``."""
+
+    async def check(request: Request) -> None:
+        errors = [
+            FieldError(("query", name), "must be given at most once", "value_error")
+            for name in names
+            if len(request.query_params.getlist(name)) > 1
+        ]
+        if errors:
+            raise InvalidInput("A query parameter was given more than once.", errors)
+
+    return Depends(check)
 
 
 async def get_principal(request: Request, token: BearerTokenDep) -> Principal:

@@ -21,7 +21,7 @@ class OneTimeToken(Base):
     purpose: Mapped[str] = mapped_column(String(32))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # The address the link was sent to: a verification is only good for that address.
-    email_key: Mapped[str] = mapped_column(String(254))
+    email_key: Mapped[str] = mapped_column(String(400))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime]
     used_at: Mapped[dt.datetime | None] = mapped_column(default=None)

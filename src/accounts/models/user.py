@@ -17,10 +17,10 @@ class User(Base):
     __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    # ``email`` is shown as the user wrote it; ``email_key`` (lower-cased) carries the
+    # ``email`` is shown as the user wrote it; ``email_key`` (case-folded) carries the
     # unique index, so the database itself refuses a case-variant duplicate.
     email: Mapped[str] = mapped_column(String(254))
-    email_key: Mapped[str] = mapped_column(String(254), unique=True)
+    email_key: Mapped[str] = mapped_column(String(400), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     # Lower-cased in Python for case-insensitive search: SQL lower() folds only ASCII
     # on SQLite (and under PostgreSQL's C locale). Wider than name, since lower-casing

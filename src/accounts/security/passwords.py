@@ -73,7 +73,7 @@ class PasswordHasher:
     def _verify_sync(self, password_hash: str, password: str) -> bool:
         try:
             return self._argon2.verify(password_hash, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+        except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
             return False
 
     def needs_rehash(self, password_hash: str) -> bool:

@@ -22,6 +22,13 @@ from accounts.services.principal import ClientInfo
 MAX_PAGE_SIZE = 100
 
 
+def printable(value: str | None, length: int) -> str | None:
+    """A client-supplied string fit to store: printable characters only, bounded."""
+    if not value:
+        return None
+    return "".join(char for char in value if char.isprintable())[:length] or None
+
+
 def record(
     uow: UnitOfWork,
     type_: AuditEventType,
@@ -37,8 +44,8 @@ def record(
             type=type_.value,
             user_id=user_id,
             actor_id=actor_id,
-            ip=client.ip,
-            user_agent=client.user_agent[:512] if client.user_agent else None,
+            user_agent=printable(client.user_agent, 512),
+            ip=printable(client.ip, 64),
             details=details,
             created_at=utcnow(),
         )

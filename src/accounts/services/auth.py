@@ -25,6 +25,7 @@ from accounts.domain.errors import (
     InvalidInput,
     NotAuthenticated,
 )
+from accounts.domain.text import has_forbidden_characters
 from accounts.domain.users import PASSWORD_MAX_LENGTH, lookup_key
 from accounts.metrics import Metrics
 from accounts.models import AuthSession, RefreshToken, User
@@ -102,6 +103,10 @@ class AuthService:
         """
         _bounded("email", email, LOGIN_EMAIL_MAX_LENGTH)
         _bounded("password", password, PASSWORD_MAX_LENGTH)
+        # No stored email contains these, and a database cannot even compare with
+        # them (PostgreSQL refuses NUL): an unanswerable question, not a miss.
+        _encodable("email", email, allow_controls=False)
+        _encodable("password", password, allow_controls=True)
         key = login_key(email)
         await self._limits.login(client.ip, key)
         async with self._uow() as uow:
@@ -340,5 +345,21 @@ def _bounded(field: str, value: str, max_length: int) -> None:
         )
 
 
+def _encodable(field: str, value: str, *, allow_controls: bool) -> None:
+    """Raises: InvalidInput when ``value`` holds characters no stored value can."""
+    if has_forbidden_characters(value, allow_controls=allow_controls):
+        raise InvalidInput(
+            f"{field} contains characters that are not allowed",
+            [
+                FieldError(
+                    ("body", field), "contains characters that are not allowed", "value_error"
+                )
+            ],
+        )
+
+
 def _clip(value: str | None, length: int) -> str | None:
-    return value[:length] if value else None
+    """A client-supplied string (user agent, IP) fit to store: printable, bounded."""
+    if not value:
+        return None
+    return "".join(char for char in value if char.isprintable())[:length] or None

@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 from accounts.cache import StateCache
 from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from accounts.domain.audit import AuditEventType
-from accounts.domain.errors import InvalidOneTimeToken
+from accounts.domain.errors import FieldError, InvalidInput, InvalidOneTimeToken
+from accounts.domain.text import has_forbidden_characters
 from accounts.domain.users import lookup_key
 from accounts.mail import MailTemplates
 from accounts.models import OneTimeToken, User
@@ -130,6 +131,11 @@ class LifecycleService:
         Raises:
             RateLimited: too many resets asked for, from this address or for this email.
         """
+        if not 1 <= len(email) <= 320 or has_forbidden_characters(email):
+            raise InvalidInput(
+                "email is not an address",
+                [FieldError(("body", "email"), "is not a valid email address", "value_error")],
+            )
         await self._limits.email_request(client.ip, lookup_key(email))
 
     async def request_password_reset(self, email: str) -> None:

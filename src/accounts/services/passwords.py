@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Set
 
 from accounts.domain.errors import FieldError, InvalidInput
+from accounts.domain.text import has_forbidden_characters
 from accounts.domain.users import PASSWORD_MAX_LENGTH, check_password, check_password_policy
 
 
@@ -31,6 +32,11 @@ class PasswordRules:
 
         Raises: InvalidInput naming ``field``.
         """
+        if has_forbidden_characters(password, allow_controls=True):
+            raise InvalidInput(
+                f"{field} is not valid text",
+                [FieldError(("body", field), "must be valid Unicode text", "value_error")],
+            )
         if len(password) > PASSWORD_MAX_LENGTH:
             raise InvalidInput(
                 f"{field} is too long",

@@ -12,9 +12,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cachetools import TTLCache
+
 from accounts.cache import StateCache
 from accounts.db.repositories.users import UserFilter
-from accounts.db.unit_of_work import UnitOfWorkFactory
+from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from accounts.domain.audit import AuditEventType
 from accounts.domain.errors import (
     FieldError,
@@ -28,7 +30,14 @@ from accounts.domain.errors import (
     RegistrationClosed,
 )
 from accounts.domain.pagination import Cursor, Page, UserSort
-from accounts.domain.users import email_key, name_key, normalize_email, normalize_name
+from accounts.domain.text import has_forbidden_characters
+from accounts.domain.users import (
+    EMAIL_KEY_MAX_LENGTH,
+    email_key,
+    name_key,
+    normalize_email,
+    normalize_name,
+)
 from accounts.models import User
 from accounts.models.base import utcnow
 from accounts.security.passwords import PasswordHasher
@@ -38,6 +47,8 @@ from accounts.services.principal import ClientInfo, Principal
 from accounts.services.ratelimits import RateLimitPolicy
 
 MAX_PAGE_SIZE = 100
+LARGE_TOTAL = 10_000
+LARGE_TOTAL_TTL_SECONDS = 5.0
 MAX_QUERY_LENGTH = 254
 # The version a deleted user's cache entries are told to expect: no entry has it.
 DELETED_VERSION = -1
@@ -98,6 +109,10 @@ class UserService:
         self._limits = limits
         self._cache = cache
         self._registration_open = registration_open
+        # Totals of large lists, reused for a few seconds (see _total).
+        self._large_totals: TTLCache[tuple[str | None, bool | None], int] = TTLCache(
+            maxsize=1024, ttl=LARGE_TOTAL_TTL_SECONDS
+        )
 
     async def register(
         self, email: str, password: str, name: str, *, client: ClientInfo | None = None
@@ -191,9 +206,11 @@ class UserService:
             raise PermissionDenied("Only superusers can list users.")
         if query.skip < 0 or not 1 <= query.limit <= MAX_PAGE_SIZE:
             raise InvalidInput(f"skip must be >= 0 and limit 1-{MAX_PAGE_SIZE}.")
-        if query.query is not None and len(query.query) > MAX_QUERY_LENGTH:
+        if query.query is not None and (
+            len(query.query) > MAX_QUERY_LENGTH or has_forbidden_characters(query.query)
+        ):
             raise InvalidInput(
-                "q is too long",
+                "q is too long or holds characters that are not allowed",
                 [
                     FieldError(
                         ("query", "q"),
@@ -208,12 +225,29 @@ class UserService:
             rows = await uow.users.list(
                 filters, sort=query.sort, after=after, skip=query.skip, limit=query.limit + 1
             )
-            total = await uow.users.count(filters)
+            total = await self._total(uow, filters)
         items = rows[: query.limit]
         next_cursor = cursor_for(items[-1], query.sort) if len(rows) > query.limit else None
         return Page(
             items=items, total=total, skip=query.skip, limit=query.limit, next_cursor=next_cursor
         )
+
+    async def _total(self, uow: UnitOfWork, filters: UserFilter) -> int:
+        """The number of users matching ``filters``: exact while below
+        LARGE_TOTAL, and for larger sets counted at most every few seconds.
+
+        Counting is a scan of every matching row, so at a million users it would cost
+        more than the page itself on every request. Past LARGE_TOTAL a total a few
+        seconds old is as useful as an exact one (it changes as you read it anyway).
+        """
+        key = (filters.query, filters.is_active)
+        cached = self._large_totals.get(key)
+        if cached is not None:
+            return cached
+        total = await uow.users.count(filters)
+        if total >= LARGE_TOTAL:
+            self._large_totals[key] = total
+        return total
 
     async def update(
         self,
@@ -388,11 +422,15 @@ def cursor_for(user: User, sort: UserSort) -> str:
 def _cursor_position(token: str, sort: UserSort) -> tuple[dt.datetime | str, uuid.UUID]:
     cursor = Cursor.decode(token, sort=sort.value)
     if sort.field != "created_at":
+        # Cursors are opaque but not signed: a hand-made one must still be a key
+        # the database can compare with.
+        if len(cursor.key) > EMAIL_KEY_MAX_LENGTH or has_forbidden_characters(cursor.key):
+            raise InvalidCursor()
         return cursor.key, cursor.id
     try:
         created_at = dt.datetime.fromisoformat(cursor.key)
-    except ValueError:
+        if created_at.tzinfo is None:
+            raise InvalidCursor()
+        return created_at.astimezone(dt.UTC), cursor.id
+    except (ValueError, OverflowError):
         raise InvalidCursor() from None
-    if created_at.tzinfo is None:
-        raise InvalidCursor()
-    return created_at, cursor.id

@@ -47,5 +47,7 @@ def build_router() -> GraphQLRouter[GraphQLContext, None]:
         # Queries over GET would put tokens' neighbours in URLs and logs; POST only.
         allow_queries_via_get=False,
         context_getter=get_context,
-        tags=["graphql"],
+        # GraphQL documents itself (introspection, docs/schema.graphql); in the REST
+        # OpenAPI document it would only misdescribe GraphiQL and GraphQL errors.
+        include_in_schema=False,
     )

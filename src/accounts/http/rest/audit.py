@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from accounts.http.dependencies import AuditServiceDep, PrincipalDep
+from accounts.domain.audit import AuditEventType
+from accounts.http.dependencies import AuditServiceDep, PrincipalDep, single_valued
 from accounts.http.rest.schemas import AuditEventList, AuditEventRead, problems
 
 router = APIRouter(prefix="/api/v1/audit-events", tags=["audit"])
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/api/v1/audit-events", tags=["audit"])
 
 @router.get(
     "",
+    dependencies=[single_valued("user_id", "type", "cursor", "limit")],
     response_model=AuditEventList,
     responses=problems(401, 403),
     summary="Audit events, newest first (superusers only)",
@@ -23,11 +25,14 @@ async def list_audit_events(
     principal: PrincipalDep,
     audit: AuditServiceDep,
     user_id: uuid.UUID | None = None,
-    type: Annotated[str | None, Query(max_length=64)] = None,
+    type: AuditEventType | None = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> AuditEventList:
-    page = await audit.list(principal.user, user_id=user_id, type_=type, cursor=cursor, limit=limit)
+    type_ = type.value if type is not None else None
+    page = await audit.list(
+        principal.user, user_id=user_id, type_=type_, cursor=cursor, limit=limit
+    )
     return AuditEventList(
         items=[AuditEventRead.model_validate(event) for event in page.items],
         next_cursor=page.next_cursor,

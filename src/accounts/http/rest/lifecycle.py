@@ -28,6 +28,7 @@ router = APIRouter(prefix="/api/v1/auth", tags=["account lifecycle"])
 @router.post(
     "/verify-email/request",
     status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
     responses=problems(401, 429),
     summary="Email the caller a link that verifies their address",
 )
@@ -53,6 +54,7 @@ async def confirm_email(
 @router.post(
     "/password-reset/request",
     status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
     responses=problems(429),
     summary="Email a password-reset link (the same answer whether or not the account exists)",
 )

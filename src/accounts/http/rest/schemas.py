@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from accounts.domain.users import (
     EMAIL_MAX_LENGTH,
+    NAME_MAX_LENGTH,
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
     check_password,
@@ -26,7 +27,20 @@ Email = Annotated[
     Field(max_length=EMAIL_MAX_LENGTH, json_schema_extra={"format": "email"}),
     AfterValidator(normalize_email),
 ]
-Name = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(normalize_name)]
+# Documented as the rule really is (1-100 characters, no control characters, not
+# blank); the raw input may carry surrounding spaces, which are trimmed.
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=1000,
+        json_schema_extra={
+            "maxLength": NAME_MAX_LENGTH,
+            "pattern": r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        },
+    ),
+    AfterValidator(normalize_name),
+]
 NewPassword = Annotated[
     str,
     Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
@@ -66,8 +80,14 @@ class PasswordChange(RequestModel):
     new_password: NewPassword
 
 
+# Text the service refuses anywhere (control characters, lone surrogates), documented.
+# (Lone surrogates are refused too, by the validators: the regex engine cannot name them.)
+PLAIN_TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+LooseEmail = Annotated[str, Field(min_length=1, max_length=320, pattern=PLAIN_TEXT_PATTERN)]
+
+
 class LoginRequest(RequestModel):
-    email: Annotated[str, Field(min_length=1, max_length=320)]
+    email: LooseEmail
     password: GivenPassword
 
 
@@ -80,7 +100,7 @@ class OneTimeTokenBody(RequestModel):
 
 
 class PasswordResetRequest(RequestModel):
-    email: Annotated[str, Field(min_length=1, max_length=320)]
+    email: LooseEmail
 
 
 class PasswordResetConfirm(RequestModel):
@@ -162,10 +182,14 @@ class ValidationProblemRead(ProblemRead):
     errors: list[FieldErrorRead]
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the problem statuses a route can answer."""
+def problems(*statuses: int, body: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the problem statuses a route can answer.
+
+    Every route can answer 400 (a body that is not parseable) and 422; routes that
+    take a body can answer 413.
+    """
     responses: dict[int | str, dict[str, Any]] = {}
-    for status in (*statuses, 422):
+    for status in sorted({*statuses, 400, 422, *((413,) if body else ())}):
         model = ValidationProblemRead if status == 422 else ProblemRead
         responses[status] = {
             "model": model,

@@ -7,9 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from accounts.domain.pagination import UserSort
-from accounts.http.dependencies import ClientInfoDep, PrincipalDep, UserServiceDep
+from accounts.domain.pagination import CURSOR_MAX_LENGTH, UserSort
+from accounts.http.dependencies import (
+    ClientInfoDep,
+    PrincipalDep,
+    UserServiceDep,
+    single_valued,
+)
 from accounts.http.rest.schemas import (
+    PLAIN_TEXT_PATTERN,
     PasswordChange,
     SelfUpdate,
     UserCreate,
@@ -82,6 +88,7 @@ async def register(
 
 @router.get(
     "",
+    dependencies=[single_valued("skip", "limit", "cursor", "q", "is_active", "sort")],
     response_model=UserList,
     responses=problems(401, 403),
     summary="List users (superusers only)",
@@ -91,8 +98,8 @@ async def list_users(
     users: UserServiceDep,
     skip: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=1024)] = None,
-    q: Annotated[str | None, Query(max_length=254)] = None,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+    q: Annotated[str | None, Query(max_length=254, pattern=PLAIN_TEXT_PATTERN)] = None,
     is_active: bool | None = None,
     sort: UserSort = UserSort.CREATED_AT_DESC,
 ) -> UserList:

@@ -1,0 +1,1 @@
+"""The benchmark harness: seeding, the floor app, wrk scripts and the runner (README.md)."""

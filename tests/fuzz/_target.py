@@ -1,0 +1,75 @@
+"""A fuzzing target: the app on a SQLite file of its own, with a superuser to act as.
+
+Schemathesis' pytest integration wants its schema at import time (it builds the
+coverage-phase cases, authentication included, while collecting), and calls the
+app in-process over ASGI from an event-loop thread of its own, where it also runs
+the app's lifespan. So the target is made when the test module is imported: a
+migrated SQLite file in a temporary directory, with a superuser created through the
+service layer on a loop of its own; requests then log that superuser in over the
+app itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import shutil
+import sqlite3
+import tempfile
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from accounts.bootstrap import build
+from accounts.settings import Settings
+from tests.conftest import make_settings
+from tests.factories import PASSWORD
+
+ADMIN_EMAIL = "fuzz-admin@example.com"
+
+
+@dataclass(frozen=True)
+class FuzzTarget:
+    settings: Settings
+    directory: Path
+    admin_id: uuid.UUID
+    admin_password: str = PASSWORD
+
+    @property
+    def path(self) -> Path:
+        return self.directory / "accounts.db"
+
+    def admin_email(self) -> str:
+        """The superuser's current email (a fuzzed PATCH /users/me may have changed it)."""
+        with sqlite3.connect(self.path) as connection:
+            row = connection.execute(
+                "SELECT email FROM users WHERE id = ?", (self.admin_id.hex,)
+            ).fetchone()
+        return str(row[0]) if row else ADMIN_EMAIL
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def _create_admin(settings: Settings) -> uuid.UUID:
+    container = build(settings)
+    try:
+        await container.start()
+        user = await container.users.create(ADMIN_EMAIL, PASSWORD, "Fuzz Admin", is_superuser=True)
+    finally:
+        await container.close()
+    return user.id
+
+
+def make_target(prefix: str) -> FuzzTarget:
+    """A migrated SQLite file in a new temporary directory, with a superuser; rate limits off."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    settings = make_settings(f"sqlite+aiosqlite:///{directory / 'accounts.db'}", rate_limits="off")
+    # On a loop of its own, in a thread: the caller may be inside a running loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        admin_id = pool.submit(asyncio.run, _create_admin(settings)).result()
+    target = FuzzTarget(settings=settings, directory=directory, admin_id=admin_id)
+    # Also when the module's tests are deselected and its fixtures never run.
+    atexit.register(target.remove)
+    return target
