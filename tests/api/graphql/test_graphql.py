@@ -34,6 +34,7 @@ from tests.factories import (
     superuser,
     unique_email,
 )
+from tests.graphql_helpers import data_of, the_error
 
 GRAPHQL = "/graphql"
 USER_SELECTION = "id email name isActive isSuperuser emailVerified createdAt updatedAt"
@@ -101,23 +102,6 @@ async def execute(
     assert response.headers["content-type"].startswith("application/json")
     body: dict[str, Any] = response.json()
     return body
-
-
-def data_of(body: dict[str, Any]) -> dict[str, Any]:
-    assert "errors" not in body, body
-    data: dict[str, Any] = body["data"]
-    return data
-
-
-def the_error(body: dict[str, Any]) -> dict[str, Any]:
-    """The single error of a response, checked for shape."""
-    errors = body.get("errors")
-    assert errors is not None, body
-    assert len(errors) == 1, errors
-    error: dict[str, Any] = errors[0]
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    return error
 
 
 def code_of(body: dict[str, Any]) -> str:

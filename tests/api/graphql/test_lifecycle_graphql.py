@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from tests.conftest import SmtpSink
 from tests.factories import PASSWORD, account, bearer, login, register, superuser, unique_email
+from tests.graphql_helpers import data_of, the_error
 from tests.lifecycle_helpers import (
     RESET_PATH,
     VERIFY_PATH,
@@ -71,23 +72,8 @@ async def execute(
     return body
 
 
-def data_of(body: dict[str, Any]) -> dict[str, Any]:
-    assert "errors" not in body, body
-    data: dict[str, Any] = body["data"]
-    return data
-
-
-def error_of(body: dict[str, Any]) -> dict[str, Any]:
-    errors = body.get("errors")
-    assert errors is not None, body
-    assert len(errors) == 1, errors
-    error: dict[str, Any] = errors[0]
-    assert error["message"]
-    return error
-
-
 def code_of(body: dict[str, Any]) -> str:
-    code: str = error_of(body)["extensions"]["code"]
+    code: str = the_error(body)["extensions"]["code"]
     return code
 
 
@@ -250,7 +236,7 @@ async def test_reset_password_to_a_common_password_is_bad_user_input_on_new_pass
 
     body = await execute(mail_client, RESET_PASSWORD, {"token": token, "newPassword": "password1"})
 
-    error = error_of(body)
+    error = the_error(body)
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     # Named as the GraphQL argument is (the service's field is new_password).
     assert error["extensions"]["field"] == "newPassword"
