@@ -16,6 +16,7 @@ from accounts.breaker import RedisBreaker
 from accounts.cache import NullStateCache, RedisStateCache, StateCache
 from accounts.db import migrate
 from accounts.db.engine import Database, DatabaseConfig
+from accounts.db.session_check import SessionCheck
 from accounts.db.unit_of_work import UnitOfWorkFactory, unit_of_work_factory
 from accounts.mail import LogMailer, Mailer, MailTemplates, SmtpConfig, SmtpMailer
 from accounts.metrics import Metrics
@@ -156,6 +157,7 @@ def build(settings: Settings) -> Container:
         limits,
         cache,
         metrics,
+        SessionCheck(database),
         refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
     )
     rules = PasswordRules(load_common_passwords())

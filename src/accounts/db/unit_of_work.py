@@ -17,10 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import TracebackType
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-
 from accounts.db.engine import Database, new_session
+from accounts.db.errors import is_unavailable
 from accounts.db.repositories.audit_events import AuditEventRepository
 from accounts.db.repositories.auth_sessions import AuthSessionRepository
 from accounts.db.repositories.one_time_tokens import OneTimeTokenRepository
@@ -31,24 +29,6 @@ from accounts.db.repositories.users import UserRepository
 from accounts.domain.errors import ServiceUnavailable
 
 UnitOfWorkFactory = Callable[..., "UnitOfWork"]
-
-
-# SQLSTATE classes that mean "the database is away": 08 connection exception,
-# 53 insufficient resources, 57P operator intervention (shutting down, starting up).
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    # OSError: the driver's connect() failed at the socket (refused, reset), which
-    # SQLAlchemy passes through unwrapped.
-    if isinstance(exc, PoolTimeoutError | OperationalError | InterfaceError | OSError):
-        return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 class UnitOfWork:
@@ -81,17 +61,17 @@ class UnitOfWork:
             # With an error already on its way, that one says more; otherwise a
             # failed close is an outage like any other.
             if exc is None:
-                if _is_unavailable(close_error):
+                if is_unavailable(close_error):
                     raise ServiceUnavailable() from close_error
                 raise
-        if exc is not None and _is_unavailable(exc):
+        if exc is not None and is_unavailable(exc):
             raise ServiceUnavailable() from exc
 
     async def commit(self) -> None:
         try:
             await self.session.commit()
         except Exception as exc:
-            if _is_unavailable(exc):
+            if is_unavailable(exc):
                 raise ServiceUnavailable() from exc
             raise
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlalchemy import Boolean, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, class_mapper, mapped_column
 
 from accounts.models.base import Base, new_id, utcnow
 
@@ -34,3 +35,16 @@ class User(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    @classmethod
+    def detached(cls, **columns: Any) -> User:
+        """A user built from column values already read, belonging to no session.
+
+        What the ORM's loader does for a row, without its bookkeeping: the values go
+        straight into the instance's dict, with no change events (``User(...)``
+        records every attribute as a pending change, ~10 µs against ~1 µs). Used on
+        the hot path of authentication (``db/session_check``, the shared cache).
+        """
+        user: User = class_mapper(cls).class_manager.new_instance()
+        user.__dict__.update(columns)
+        return user

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 
 from accounts.cache import Revoked, StateCache
+from accounts.db.session_check import LiveUserLookup
 from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from accounts.domain.audit import AuditEventType
 from accounts.domain.errors import (
@@ -74,10 +75,12 @@ class AuthService:
         limits: RateLimitPolicy,
         cache: StateCache,
         metrics: Metrics,
+        live_user: LiveUserLookup,
         *,
         refresh_ttl_seconds: int,
     ) -> None:
         self._uow = uow
+        self._live_user = live_user
         self._hasher = hasher
         self._access_tokens = access_tokens
         self._signing_keys = signing_keys
@@ -286,10 +289,7 @@ class AuthService:
             raise NotAuthenticated()
         if cached is not None:
             return Principal(user=cached, session_id=claims.session_id, client=client)
-        async with self._uow() as uow:
-            user = await uow.auth_sessions.get_live_user(
-                claims.session_id, claims.user_id, utcnow()
-            )
+        user = await self._live_user(claims.session_id, claims.user_id, utcnow())
         if user is None:
             raise NotAuthenticated()
         await self._cache.put(claims.session_id, user)

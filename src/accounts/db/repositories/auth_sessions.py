@@ -6,25 +6,10 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from accounts.models import AuthSession, User
-from accounts.models.base import UTCDateTime
-
-# Built once: this runs on every authenticated request that misses the cache, and
-# constructing the statement cost more than executing it.
-_LIVE_USER = (
-    select(User)
-    .join(AuthSession, AuthSession.user_id == User.id)
-    .where(
-        AuthSession.id == bindparam("session_id"),
-        AuthSession.user_id == bindparam("user_id"),
-        AuthSession.revoked_at.is_(None),
-        AuthSession.expires_at > bindparam("now", type_=UTCDateTime()),
-        User.is_active.is_(True),
-    )
-)
+from accounts.models import AuthSession
 
 
 class AuthSessionRepository:
@@ -38,14 +23,6 @@ class AuthSessionRepository:
 
     async def get(self, session_id: uuid.UUID) -> AuthSession | None:
         return await self._session.get(AuthSession, session_id)
-
-    async def get_live_user(
-        self, session_id: uuid.UUID, user_id: uuid.UUID, now: dt.datetime
-    ) -> User | None:
-        """The session's user, if the session is live and the user exists and is active."""
-        parameters = {"session_id": session_id, "user_id": user_id, "now": now}
-        result = await self._session.execute(_LIVE_USER, parameters)
-        return result.scalar_one_or_none()
 
     async def list_live_for_user(
         self, user_id: uuid.UUID, now: dt.datetime
