@@ -86,7 +86,7 @@ def serve(
     # every worker; a PostgreSQL schema that is behind stops us with a hint.
     _run(settings, ready)
     uvicorn.run(
-        "accounts.http.app:create_app",
+        "accounts.http.app:serve_app",
         factory=True,
         host=settings.host,
         port=settings.port,
