@@ -267,6 +267,27 @@ async def test_metrics_label_unmatched_paths_without_the_raw_path(database_url: 
     assert [sample.value for sample in unmatched] == [1]
 
 
+async def test_metrics_fold_invented_methods_into_one_label(database_url: str) -> None:
+    async with serving(make_settings(database_url)) as (_, http):
+        assert (await http.get("/healthz")).status_code == 200
+        for method in ("BREW", "PROPFIND", "X-" + uuid.uuid4().hex[:8]):
+            assert (await http.request(method, "/healthz")).status_code == 405
+        samples = await scrape(http)
+
+    methods = {
+        sample.labels["method"]
+        for sample in samples
+        if sample.name == "accounts_http_requests_total" and sample.labels["route"] == "/healthz"
+    }
+    assert methods == {"OTHER", "GET"}
+    assert (
+        value(
+            samples, "accounts_http_requests_total", method="OTHER", route="/healthz", status="405"
+        )
+        == 3
+    )
+
+
 async def test_metrics_have_a_latency_histogram_per_route(database_url: str) -> None:
     async with serving(make_settings(database_url)) as (_, http):
         for _ in range(2):

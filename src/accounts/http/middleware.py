@@ -8,12 +8,12 @@ before anything parses or hashes them.
 
 from __future__ import annotations
 
+import os
+import random
 import re
 import time
-import uuid
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,6 +34,19 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+# Request ids need to be unique, not secret: they come from a PRNG of our own rather
+# than a getrandom() system call per request (~2% of a cheap authenticated read). Not
+# the global one, which other code may seed; reseeded in a forked child, so that
+# forked workers do not repeat each other's ids.
+_request_ids = random.Random()  # noqa: S311 - identifiers, not secrets
+os.register_at_fork(after_in_child=_request_ids.seed)
+
+
+def _new_request_id() -> str:
+    # 32 hex digits, like uuid4().hex.
+    return f"{_request_ids.getrandbits(128):032x}"
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -43,7 +56,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         offered = _header(scope, b"x-request-id")
-        request_id = offered if offered and _SANE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request_id = offered if offered and _SANE_REQUEST_ID.match(offered) else _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -54,9 +67,11 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                if "x-request-id" not in headers:
-                    headers["X-Request-ID"] = request_id
+                headers = message.get("headers") or []
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    # A new list: a response object may be sent more than once, and
+                    # its own header list must not grow with every request.
+                    message["headers"] = [*headers, (b"x-request-id", request_id.encode())]
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
@@ -114,8 +129,12 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = str(scope.get("state", {}).get("request_id", ""))
         declared = _header(scope, b"content-length")
+        if declared is None and _header(scope, b"transfer-encoding") is None:
+            # No body (RFC 9112 §6.3): nothing to count, so no wrappers to pay for.
+            await self.app(scope, receive, send)
+            return
+        request_id = str(scope.get("state", {}).get("request_id", ""))
         if declared is not None and not declared.isdigit():
             await http_problem(400, "Invalid Content-Length header.", request_id)(
                 scope, receive, send

@@ -257,6 +257,20 @@ async def test_fresh_request_ids_differ_between_requests(client: httpx.AsyncClie
     assert first.headers["x-request-id"] != second.headers["x-request-id"]
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/api/v1/users/me", "/api/v1/no-such-thing"])
+async def test_every_response_carries_exactly_one_request_id(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    ids = set()
+    for _ in range(3):
+        response = await client.get(path)
+        values = response.headers.get_list("x-request-id")
+        assert len(values) == 1, values
+        assert re.fullmatch(r"[0-9a-f]{32}", values[0])
+        ids.add(values[0])
+    assert len(ids) == 3
+
+
 @pytest.mark.parametrize(
     ("method", "path", "payload", "status"),
     [
