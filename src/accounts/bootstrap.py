@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 
-from accounts import cache as state_cache
 from accounts.breaker import RedisBreaker
-from accounts.cache import NullStateCache, RedisStateCache, StateCache
+from accounts.cache import NullStateCache, StateCache
 from accounts.db import migrate
 from accounts.db.engine import Database, DatabaseConfig
 from accounts.db.session_check import SessionCheck
@@ -99,6 +99,17 @@ class Container:
         self.hasher.close()
 
 
+def hash_threads(server_workers: int, cores: int | None = None) -> int:
+    """Hashing threads per worker process: the cores shared among the workers.
+
+    argon2id is CPU-bound and takes 19 MiB per hash in flight, so more threads than
+    cores in all add only memory and queueing in the kernel: two workers on two
+    cores get one thread each, one worker gets two.
+    """
+    available = cores if cores is not None else (os.cpu_count() or 1)
+    return max(1, available // max(1, server_workers))
+
+
 def build(settings: Settings) -> Container:
     database = Database(
         DatabaseConfig(
@@ -115,14 +126,17 @@ def build(settings: Settings) -> Container:
             time_cost=settings.password_hash_time_cost,
             parallelism=settings.password_hash_parallelism,
         ),
-        workers=settings.password_hash_workers,
+        workers=settings.password_hash_workers or hash_threads(settings.workers),
     )
     metrics = Metrics(database.pool_stats)
     breaker = RedisBreaker()
     cache: StateCache = NullStateCache()
     if settings.redis_url is not None:
+        # Imported here: redis-py costs ~5 MiB per process, and only this needs it.
+        from accounts.cache_redis import RedisStateCache, connect
+
         cache = RedisStateCache(
-            state_cache.connect(settings.redis_url),
+            connect(settings.redis_url),
             breaker,
             tombstone_ttl_seconds=settings.access_token_ttl_seconds + 60,
         )

@@ -26,10 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
-
-from accounts.breaker import RedisBreaker
 from accounts.models import User
 
 PREFIX = "accounts:"
@@ -89,7 +85,7 @@ class NullStateCache:
         return None
 
 
-def _encode_user(user: User) -> str:
+def encode_user(user: User) -> str:
     state: dict[str, object] = {field: getattr(user, field) for field in USER_FIELDS}
     state["version"] = user.version
     state["created_at"] = user.created_at.isoformat()
@@ -97,100 +93,15 @@ def _encode_user(user: User) -> str:
     return json.dumps(state, separators=(",", ":"))
 
 
-def _decode_user(user_id: uuid.UUID, raw: str) -> User:
+def decode_user(user_id: uuid.UUID, raw: str) -> User:
     state = json.loads(raw)
     # A detached User without the password hash: the hash is never cached, and the
     # one use case that needs it (changing the password) reads it from the database.
-    return User(
+    return User.detached(
         id=user_id,
         password_hash="",
         version=int(state["version"]),
         created_at=dt.datetime.fromisoformat(state["created_at"]),
         updated_at=dt.datetime.fromisoformat(state["updated_at"]),
         **{field: state[field] for field in USER_FIELDS},
-    )
-
-
-class RedisStateCache:
-    def __init__(
-        self, client: redis.Redis, breaker: RedisBreaker, *, tombstone_ttl_seconds: int
-    ) -> None:
-        self._redis = client
-        self._breaker = breaker
-        self._tombstone_ttl = tombstone_ttl_seconds
-
-    async def get(self, session_id: uuid.UUID, user_id: uuid.UUID) -> User | Revoked | None:
-        if self._breaker.is_open:
-            return None
-        try:
-            live, revoked, state, version = await self._redis.mget(
-                f"{PREFIX}s:{session_id}",
-                f"{PREFIX}r:{session_id}",
-                f"{PREFIX}u:{user_id}",
-                f"{PREFIX}v:{user_id}",
-            )
-        except (RedisError, OSError) as error:
-            self._breaker.tripped("session cache", error)
-            return None
-        if revoked is not None:
-            return REVOKED
-        if live != str(user_id) or state is None or version is None:
-            return None
-        user = _decode_user(user_id, str(state))
-        return user if str(user.version) == version else None
-
-    async def put(self, session_id: uuid.UUID, user: User) -> None:
-        if self._breaker.is_open:
-            return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(f"{PREFIX}s:{session_id}", str(user.id), ex=STATE_TTL_SECONDS)
-                pipe.set(f"{PREFIX}u:{user.id}", _encode_user(user), ex=STATE_TTL_SECONDS)
-                # Only if absent: a writer's newer version must never be overwritten.
-                pipe.set(f"{PREFIX}v:{user.id}", str(user.version), ex=VERSION_TTL_SECONDS, nx=True)
-                await pipe.execute()
-        except (RedisError, OSError) as error:
-            self._breaker.tripped("session cache", error)
-
-    async def sessions_revoked(self, session_ids: Iterable[uuid.UUID]) -> None:
-        ids = list(session_ids)
-        if not ids:
-            return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for session_id in ids:
-                    pipe.set(f"{PREFIX}r:{session_id}", "1", ex=self._tombstone_ttl)
-                    pipe.delete(f"{PREFIX}s:{session_id}")
-                await pipe.execute()
-        except (RedisError, OSError) as error:
-            # Other instances read Redis too; if it is away for them as well they go
-            # to the database. Say so loudly: this is the one degraded case.
-            self._breaker.tripped("session revocation", error)
-
-    async def user_changed(self, user_id: uuid.UUID, version: int) -> None:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(f"{PREFIX}v:{user_id}", str(version), ex=VERSION_TTL_SECONDS)
-                pipe.delete(f"{PREFIX}u:{user_id}")
-                await pipe.execute()
-        except (RedisError, OSError) as error:
-            self._breaker.tripped("user cache invalidation", error)
-
-    async def ping(self) -> bool:
-        try:
-            return bool(await self._redis.ping())
-        except (RedisError, OSError):
-            return False
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-
-
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
-        health_check_interval=30,
     )

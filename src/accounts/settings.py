@@ -83,8 +83,8 @@ class Settings(BaseSettings):
     password_hash_memory_kib: int = Field(default=19 * 1024, ge=19 * 1024, le=1024 * 1024)
     password_hash_time_cost: int = Field(default=2, ge=2, le=20)
     password_hash_parallelism: int = Field(default=1, ge=1, le=16)
-    # Hashing runs in a bounded thread pool off the event loop; more threads than
-    # cores only adds memory (19 MiB each) and queueing inside the kernel.
+    # Hashing runs in a bounded thread pool off the event loop; by default the cores
+    # shared among the worker processes (bootstrap.hash_threads).
     password_hash_workers: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("database_url")
