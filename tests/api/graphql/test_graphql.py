@@ -1065,6 +1065,27 @@ async def test_more_than_30_aliases_are_refused(client: httpx.AsyncClient) -> No
     assert body.get("data") is None
 
 
+async def test_a_refused_document_is_refused_every_time_it_is_sent(
+    client: httpx.AsyncClient,
+) -> None:
+    # Validation results are cached per document (ValidationCache): the second and
+    # later answers come from the cache and must be the first one's equal.
+    deep = "{ " + nested_selection(11) + " }"
+    wide = aliases(31)
+
+    answers = [await execute(client, query) for query in (deep, wide, deep, wide, deep)]
+
+    assert [depth_errors(body) != [] for body in answers] == [True, False, True, False, True]
+    for first, again in (
+        (answers[0], answers[2]),
+        (answers[0], answers[4]),
+        (answers[1], answers[3]),
+    ):
+        assert again == first
+        assert again["errors"]
+        assert all(e["extensions"] == {"code": "BAD_USER_INPUT"} for e in again["errors"])
+
+
 def query_of_tokens(count: int) -> str:
     """A valid query of exactly ``count`` tokens (``count`` >= 1994).
 

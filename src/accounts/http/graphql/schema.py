@@ -12,7 +12,13 @@ from functools import partial
 import strawberry
 import strawberry.tools
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.types import ExecutionContext, Info
 
 from accounts.domain.errors import FieldError, InvalidInput
@@ -177,6 +183,20 @@ class Mutation:
         return True
 
 
+# The depth and alias limits as validation rules built once. Strawberry's
+# QueryDepthLimiter and MaxAliasesLimiter build a new rule class for every operation,
+# and ValidationCache keys on the rules: with those, every validation would miss.
+LIMIT_RULES = (max_depth_rule(MAX_DEPTH, None), max_aliases_rule(MAX_ALIASES))
+# Distinct documents whose validation is remembered; bounded, so that a client
+# sending endless unique queries only churns the caches.
+DOCUMENT_CACHE_SIZE = 256
+
+
+class OperationLimits(AddValidationRules):
+    def __init__(self) -> None:
+        super().__init__(list(LIMIT_RULES))
+
+
 class AccountsSchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -230,9 +250,11 @@ def build_schema() -> strawberry.Schema:
         mutation=strawberry.tools.merge_types("Mutation", (Mutation, LifecycleMutation)),
         extensions=[
             # Factories, not instances: Strawberry makes one per operation.
-            partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
-            partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
             partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+            OperationLimits,
+            # A client repeats the same few documents: validate each once. (Not
+            # ParserCache: its syntax errors bypass DomainErrorExtension's codes.)
+            partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
             DomainErrorExtension,
         ],
     )
