@@ -23,7 +23,7 @@ from pathlib import Path
 
 from accounts.bootstrap import build
 from accounts.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import DATA_TABLES, make_settings
 from tests.factories import PASSWORD
 
 ADMIN_EMAIL = "fuzz-admin@example.com"
@@ -34,6 +34,7 @@ class FuzzTarget:
     settings: Settings
     directory: Path
     admin_id: uuid.UUID
+    _admin_row: tuple[object, ...]
     admin_password: str = PASSWORD
 
     @property
@@ -50,6 +51,23 @@ class FuzzTarget:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def reset(self) -> None:
+        """Back to the state just after ``make_target``: only the superuser, as created.
+
+        For the stateful phase: each scenario then starts from the same server state,
+        so the same choices meet the same answers (Hypothesis rejects a strategy whose
+        draws depend on state left behind by an earlier scenario as flaky).
+        """
+        with sqlite3.connect(self.path) as connection:
+            connection.execute("PRAGMA busy_timeout = 30000")
+            for table in DATA_TABLES:
+                connection.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+            placeholders = ", ".join("?" * len(self._admin_row))
+            connection.execute(
+                f"INSERT INTO users VALUES ({placeholders})",  # noqa: S608 - no input
+                self._admin_row,
+            )
 
 
 async def _create_admin(settings: Settings) -> uuid.UUID:
@@ -69,7 +87,13 @@ def make_target(prefix: str) -> FuzzTarget:
     # On a loop of its own, in a thread: the caller may be inside a running loop.
     with ThreadPoolExecutor(max_workers=1) as pool:
         admin_id = pool.submit(asyncio.run, _create_admin(settings)).result()
-    target = FuzzTarget(settings=settings, directory=directory, admin_id=admin_id)
+    with sqlite3.connect(directory / "accounts.db") as connection:
+        (admin_row,) = connection.execute(
+            "SELECT * FROM users WHERE id = ?", (admin_id.hex,)
+        ).fetchall()
+    target = FuzzTarget(
+        settings=settings, directory=directory, admin_id=admin_id, _admin_row=tuple(admin_row)
+    )
     # Also when the module's tests are deselected and its fixtures never run.
     atexit.register(target.remove)
     return target
