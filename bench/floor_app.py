@@ -70,6 +70,13 @@ def _public_keys(rows: list[tuple[str, str]]) -> dict[str, rsa.RSAPublicKey]:
     return keys
 
 
+async def _keep_session_state(_connection: asyncpg.Connection) -> None:
+    """No reset on release: by default asyncpg's pool sends ``RESET ALL; CLOSE ALL; …``
+    as each connection goes back, a round trip per request. The floor only runs
+    single statements in autocommit, leaving nothing to reset (asyncpg still clears
+    its own listeners and any stray transaction)."""
+
+
 class Backend:
     """One SELECT by primary key, with the driver the service uses for ``url``."""
 
@@ -95,7 +102,9 @@ class Backend:
             rows = await self._sqlite_all("SELECT kid, private_key_pem FROM signing_keys", ())
         else:
             dsn = self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
-            self._pool = await asyncpg.create_pool(dsn, min_size=POOL_MIN, max_size=POOL_MAX)
+            self._pool = await asyncpg.create_pool(
+                dsn, min_size=POOL_MIN, max_size=POOL_MAX, reset=_keep_session_state
+            )
             records = await self._pool.fetch("SELECT kid, private_key_pem FROM signing_keys")
             rows = [(record["kid"], record["private_key_pem"]) for record in records]
         self.keys = _public_keys(rows)
