@@ -78,21 +78,35 @@ async def pair(database_url: str, redis_url: str) -> AsyncIterator[tuple[Instanc
 
 @contextmanager
 def statements_sent(target: Instance) -> Iterator[list[str]]:
-    """Every SQL statement ``target``'s engines send while the block runs."""
+    """Every SQL statement ``target``'s engines send while the block runs, and every
+    connection they hand out.
+
+    The checkouts matter on PostgreSQL: the session check sends its statement on a
+    pooled connection with asyncpg directly (db/session_check.py), where SQLAlchemy's
+    cursor events never see it, but it must borrow the connection from the pool.
+    """
     sent: list[str] = []
 
     def record(*args: Any) -> None:
         sent.append(str(args[2]))
 
+    def checked_out(*_args: Any) -> None:
+        sent.append("<connection checked out>")
+
     database = target.container.database
     engines = {id(engine): engine for engine in (database.read_engine, database.write_engine)}
+    pools = {id(engine.pool): engine.pool for engine in engines.values()}
     for engine in engines.values():
         event.listen(engine.sync_engine, "before_cursor_execute", record)
+    for pool in pools.values():
+        event.listen(pool, "checkout", checked_out)
     try:
         yield sent
     finally:
         for engine in engines.values():
             event.remove(engine.sync_engine, "before_cursor_execute", record)
+        for pool in pools.values():
+            event.remove(pool, "checkout", checked_out)
 
 
 async def warm(target: Instance, token: str) -> None:
