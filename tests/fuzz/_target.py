@@ -21,12 +21,38 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemathesis import AuthContext, Case
+
 from accounts.bootstrap import build
 from accounts.settings import Settings
 from tests.conftest import DATA_TABLES, make_settings
 from tests.factories import PASSWORD
 
 ADMIN_EMAIL = "fuzz-admin@example.com"
+
+
+class ReloggingBearerAuth:
+    """Schemathesis auth that keeps a bearer token while ``works`` accepts it and calls
+    ``login`` for a new one once it does not (a fuzzed logout ends the session, a fuzzed
+    email change moves the login, a stateful scenario starts from a reset database).
+    Each fuzz module says how to check and how to log in over its own API."""
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+
+    def get(self, case: Case, context: AuthContext) -> str:
+        if self.token is None or not self.works(self.token):
+            self.token = self.login()
+        return self.token
+
+    def set(self, case: Case, data: str, context: AuthContext) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+    def works(self, token: str) -> bool:
+        raise NotImplementedError
+
+    def login(self) -> str:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ import hypothesis
 import pytest
 import schemathesis
 from hypothesis import strategies as st
-from schemathesis import AuthContext, Case, GenerationMode
+from schemathesis import Case, GenerationMode
 from schemathesis.graphql import nodes
 
 from accounts.http.app import create_app
 from tests.fuzz import _checks
-from tests.fuzz._target import make_target
+from tests.fuzz._target import ReloggingBearerAuth, make_target
 
 MAX_EXAMPLES = 50
 STATEFUL_EXAMPLES = 25
@@ -59,21 +59,9 @@ schema.config.phases.update(phases=["examples", "coverage", "fuzzing", "stateful
 
 
 @schema.auth(refresh_interval=None)
-class SuperuserAuth:
-    """Acts as the fuzz superuser: keeps a token while ``me`` accepts it, and logs in
-    again (over GraphQL) once it does not. A refused GraphQL request still answers
-    200, so schemathesis' own re-login on 401 never fires here."""
-
-    def __init__(self) -> None:
-        self.token: str | None = None
-
-    def get(self, case: Case, context: AuthContext) -> str:
-        if self.token is None or not self.works(self.token):
-            self.token = self.login()
-        return self.token
-
-    def set(self, case: Case, data: str, context: AuthContext) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+class SuperuserAuth(ReloggingBearerAuth):
+    """Acts as the fuzz superuser over GraphQL. A refused GraphQL request still answers
+    200, so schemathesis' own re-login on 401 never fires here: ``works`` asks ``me``."""
 
     @staticmethod
     def works(token: str) -> bool:

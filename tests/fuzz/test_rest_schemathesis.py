@@ -16,11 +16,11 @@ from typing import Any
 import hypothesis
 import pytest
 import schemathesis
-from schemathesis import AuthContext, Case, GenerationMode
+from schemathesis import Case, GenerationMode
 
 from accounts.http.app import create_app
 from tests.fuzz import _checks
-from tests.fuzz._target import make_target
+from tests.fuzz._target import ReloggingBearerAuth, make_target
 
 MAX_EXAMPLES = 50
 STATEFUL_EXAMPLES = 25
@@ -40,21 +40,9 @@ schema.config.phases.update(phases=["examples", "coverage", "fuzzing", "stateful
 
 
 @schema.auth(refresh_interval=None)
-class SuperuserAuth:
-    """Acts as the fuzz superuser: keeps a token while ``GET /users/me`` accepts it, and
-    logs in again once it does not (a fuzzed logout ends the session, a fuzzed email
-    change moves the login, a stateful scenario starts from a reset database)."""
-
-    def __init__(self) -> None:
-        self.token: str | None = None
-
-    def get(self, case: Case, context: AuthContext) -> str:
-        if self.token is None or not self.works(self.token):
-            self.token = self.login()
-        return self.token
-
-    def set(self, case: Case, data: str, context: AuthContext) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+class SuperuserAuth(ReloggingBearerAuth):
+    """Acts as the fuzz superuser over REST: a token is good while ``GET /users/me``
+    accepts it."""
 
     @staticmethod
     def works(token: str) -> bool:
