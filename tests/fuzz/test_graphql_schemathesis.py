@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
-import hypothesis
 import pytest
 import schemathesis
 from hypothesis import strategies as st
@@ -23,11 +21,9 @@ from schemathesis.graphql import nodes
 
 from accounts.http.app import create_app
 from tests.fuzz import _checks
-from tests.fuzz._target import ReloggingBearerAuth, make_target
+from tests.fuzz._target import ReloggingBearerAuth, make_target, run_scenarios_from_the_same_start
 
 MAX_EXAMPLES = 50
-STATEFUL_EXAMPLES = 25
-STATEFUL_STEPS = 6
 
 assert _checks.graphql_answers_within_contract  # registered on import
 # Built-in scalars drawn from what the service takes as well as from anything at all:
@@ -94,13 +90,4 @@ def test_every_field_answers_within_the_graphql_contract(case: Case) -> None:
 
 
 def test_sequences_of_operations_answer_within_the_graphql_contract() -> None:
-    machine: Any = schema.as_state_machine()
-    machine.run(
-        settings=hypothesis.settings(
-            max_examples=STATEFUL_EXAMPLES,
-            stateful_step_count=STATEFUL_STEPS,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(hypothesis.HealthCheck),
-        )
-    )
+    run_scenarios_from_the_same_start(schema, TARGET)

@@ -11,20 +11,16 @@ something to silence here.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
-import hypothesis
 import pytest
 import schemathesis
 from schemathesis import Case, GenerationMode
 
 from accounts.http.app import create_app
 from tests.fuzz import _checks
-from tests.fuzz._target import ReloggingBearerAuth, make_target
+from tests.fuzz._target import ReloggingBearerAuth, make_target, run_scenarios_from_the_same_start
 
 MAX_EXAMPLES = 50
-STATEFUL_EXAMPLES = 25
-STATEFUL_STEPS = 6
 
 TARGET = make_target("accounts-fuzz-rest-")
 APP = create_app(TARGET.settings)
@@ -73,28 +69,4 @@ def test_every_operation_conforms_to_the_openapi_document(case: Case) -> None:
 
 
 def test_sequences_of_operations_conform_to_the_openapi_document() -> None:
-    """The stateful phase: chains of calls over the links schemathesis infers (a
-    registered user read, patched and deleted by the id its creation returned...).
-
-    Each scenario starts from a reset database (only the superuser), so that the same
-    choices meet the same answers: which links can be followed depends on earlier
-    answers, and Hypothesis rejects draws that depend on state left by an earlier
-    scenario as a flaky strategy. Generation only, for the same reason: shrinking
-    replays steps against whatever the app answers now.
-    """
-
-    class FromTheSameStart(schema.as_state_machine()):  # type: ignore[misc]
-        def setup(self) -> None:
-            TARGET.reset()
-
-    machine: Any = FromTheSameStart
-    machine.run(
-        settings=hypothesis.settings(
-            max_examples=STATEFUL_EXAMPLES,
-            stateful_step_count=STATEFUL_STEPS,
-            deadline=None,
-            database=None,
-            phases=[hypothesis.Phase.generate],
-            suppress_health_check=list(hypothesis.HealthCheck),
-        )
-    )
+    run_scenarios_from_the_same_start(schema, TARGET)
