@@ -30,7 +30,7 @@ from accounts.domain.text import has_forbidden_characters
 from accounts.domain.users import PASSWORD_MAX_LENGTH, lookup_key
 from accounts.metrics import Metrics
 from accounts.models import AuthSession, RefreshToken, User
-from accounts.models.base import utcnow
+from accounts.models.base import new_id, utcnow
 from accounts.security.opaque import hash_token, new_token
 from accounts.security.passwords import PasswordHasher
 from accounts.security.tokens import (
@@ -139,6 +139,7 @@ class AuthService:
                 current.password_hash = new_hash
             session = await uow.auth_sessions.add(
                 AuthSession(
+                    id=new_id(),
                     user_id=current.id,
                     created_at=now,
                     last_used_at=now,
@@ -315,6 +316,7 @@ class AuthService:
         token = new_token()
         await uow.refresh_tokens.add(
             RefreshToken(
+                id=new_id(),
                 session_id=session.id,
                 token_hash=hash_token(token),
                 created_at=now,

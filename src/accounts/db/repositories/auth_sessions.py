@@ -17,8 +17,9 @@ class AuthSessionRepository:
         self._session = session
 
     async def add(self, auth_session: AuthSession) -> AuthSession:
+        # Written with the rest of the transaction at commit (one flush, inserts in
+        # foreign-key order); the caller gives the id, so nothing needs it sooner.
         self._session.add(auth_session)
-        await self._session.flush()
         return auth_session
 
     async def get(self, session_id: uuid.UUID) -> AuthSession | None:

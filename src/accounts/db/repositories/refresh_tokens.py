@@ -16,8 +16,9 @@ class RefreshTokenRepository:
         self._session = session
 
     async def add(self, token: RefreshToken) -> RefreshToken:
+        # Written with the rest of the transaction at commit (one flush, inserts in
+        # foreign-key order); the caller gives the id, so nothing needs it sooner.
         self._session.add(token)
-        await self._session.flush()
         return token
 
     async def get_by_hash(self, token_hash: str) -> RefreshToken | None:
