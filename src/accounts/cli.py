@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -23,6 +25,8 @@ app = typer.Typer(
 # soft_wrap: an error stays on one line however narrow (or absent) the terminal.
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 T = TypeVar("T")
+# What `accounts serve` becomes once the database is ready.
+SERVER_MODULE = "accounts.http.server"
 
 
 def _settings(**overrides: object) -> Settings:
@@ -69,13 +73,11 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the API. Applies pending migrations on SQLite; refuses an unmigrated PostgreSQL."""
-    import uvicorn
-
     overrides = {
         k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None
     }
     settings = _settings(**overrides)
-    # Workers re-read settings from the environment: hand them the overrides that way.
+    # The server re-reads settings from the environment: hand it the overrides that way.
     for key, value in overrides.items():
         os.environ[f"ACCOUNTS_{key.upper()}"] = str(value)
 
@@ -85,17 +87,24 @@ def serve(
     # Migrate and create the first signing key once, here, rather than racing in
     # every worker; a PostgreSQL schema that is behind stops us with a hint.
     _run(settings, ready)
-    uvicorn.run(
-        "accounts.http.app:serve_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=30,
-    )
+    _become_the_server(settings)
+
+
+def _become_the_server(settings: Settings) -> None:
+    """Replace this process with ``accounts.http.server`` (see its docstring): the
+    serving process then holds none of the command line's imports or leftovers."""
+    from accounts.http import server
+
+    if os.name != "posix":  # no exec that keeps the process: serve from here
+        server.run(settings)
+        return
+    env = server.serving_environment(os.environ)
+    # Find this package where this process found it, however it was put on the path.
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", SERVER_MODULE], env)  # noqa: S606 - our interpreter
 
 
 @app.command()

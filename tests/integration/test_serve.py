@@ -127,6 +127,20 @@ def test_embedded_default_creates_accounts_db_in_the_working_directory(server: S
     assert (server.workdir / "accounts.db").is_file()
 
 
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_the_serving_process_is_the_lean_server_with_huge_pages_for_malloc(
+    server: Server,
+) -> None:
+    # The pid we started now runs accounts.http.server (exec keeps the pid), which
+    # imports none of the command line, with the allocator tuned for argon2's buffers.
+    proc = Path(f"/proc/{server.process.pid}")
+    command = proc.joinpath("cmdline").read_bytes().split(b"\0")
+    environ = proc.joinpath("environ").read_bytes().split(b"\0")
+
+    assert command[1:3] == [b"-m", b"accounts.http.server"]
+    assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in environ
+
+
 def test_sigterm_stops_the_server_promptly(server: Server) -> None:
     server.process.send_signal(signal.SIGTERM)
 
