@@ -10,7 +10,12 @@ import orjson
 import structlog
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+def configure_logging(
+    level: str = "info", fmt: str = "json", *, cache_loggers: bool = False
+) -> None:
+    """Configure structlog. ``cache_loggers`` is for a serving process: each module's
+    logger is then built once, on first use, instead of on every call (~3 µs of every
+    request's log line), and later calls of this function no longer reach it."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     renderer: structlog.typing.Processor
     logger_factory: Any
@@ -37,5 +42,5 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=logger_factory,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache_loggers,
     )

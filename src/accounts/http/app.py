@@ -35,7 +35,7 @@ authenticated endpoints.
 
 def serve_app() -> FastAPI:
     """The app as ``accounts serve`` runs it, one per worker process."""
-    return create_app(freeze_heap=True)
+    return create_app(freeze_heap=True, cache_loggers=True)
 
 
 def _freeze_heap() -> None:
@@ -48,11 +48,14 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings | None = None, *, freeze_heap: bool = False) -> FastAPI:
-    """The app; ``freeze_heap`` is for a server process that runs only this app (tests
-    build many apps in one process, and frozen objects are never freed)."""
+def create_app(
+    settings: Settings | None = None, *, freeze_heap: bool = False, cache_loggers: bool = False
+) -> FastAPI:
+    """The app. ``freeze_heap`` and ``cache_loggers`` are for a server process that runs
+    only this app: tests build many apps in one process, where frozen objects are never
+    freed and a cached logger would keep an earlier app's log configuration."""
     settings = settings or load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, cache_loggers=cache_loggers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
