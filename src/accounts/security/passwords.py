@@ -31,6 +31,8 @@ class HashParameters:
 # threshold after the first large free, so every argon2 buffer (19 MiB or more) is
 # mmapped and handed back to the OS when the hash is done, instead of staying in a
 # thread's heap: about 45 MiB of resident memory saved per process after a login storm.
+# Mapping afresh costs a page fault per page touched; the serving process has malloc
+# advise huge pages for its mappings (http/server.py), which keeps that cheap.
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 1024 * 1024
 
