@@ -693,7 +693,11 @@ def run_matrix(
                     args,
                 )
                 if scenario.name == "login":
-                    verify_ms.append(statistics.median(before + timer.verify_times()) * 1000)
+                    # The fastest of the eight: noise on a shared machine only ever slows
+                    # a verify, so the fastest is nearest its true cost and gives the
+                    # highest, strictest limit (a median let one noisy burst lower the
+                    # limit until a run's ratio read 1.7).
+                    verify_ms.append(min(before + timer.verify_times()) * 1000)
                 results[scenario.name].append(result)
                 if scenario.name == "login" and result.ok:
                     login_ratios.append(result.rps / (cores() / (verify_ms[-1] / 1000)))
