@@ -99,12 +99,26 @@ def _become_the_server(settings: Settings) -> None:
         server.run(settings)
         return
     env = server.serving_environment(os.environ)
-    # Find this package where this process found it, however it was put on the path.
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    package_root = Path(__file__).resolve().parent.parent
+    if not any(_same_path(entry, package_root) for entry in sys.path[1:]):
+        # Found only through the working directory (run from a source tree): say
+        # where, since -P below keeps the working directory off the server's path.
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(package_root), env.get("PYTHONPATH")])
+        )
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", SERVER_MODULE], env)  # noqa: S606 - our interpreter
+    # -P: a stray jwt.py or email.py in the working directory (where .env and
+    # accounts.db live) must not shadow the real module in the serving process.
+    command = [sys.executable, "-P", "-m", SERVER_MODULE]
+    os.execve(sys.executable, command, env)  # noqa: S606 - our own interpreter, no shell
+
+
+def _same_path(entry: str, path: Path) -> bool:
+    try:
+        return Path(entry or ".").resolve() == path
+    except OSError:
+        return False
 
 
 @app.command()

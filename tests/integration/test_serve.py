@@ -137,8 +137,10 @@ def test_the_serving_process_is_the_lean_server_with_huge_pages_for_malloc(
     command = proc.joinpath("cmdline").read_bytes().split(b"\0")
     environ = proc.joinpath("environ").read_bytes().split(b"\0")
 
-    assert command[1:3] == [b"-m", b"accounts.http.server"]
-    assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in environ
+    assert command[1:4] == [b"-P", b"-m", b"accounts.http.server"]
+    tunables = [v.split(b"=", 1)[1] for v in environ if v.startswith(b"GLIBC_TUNABLES=")]
+    assert len(tunables) == 1
+    assert b"glibc.malloc.hugetlb=1" in tunables[0].split(b":")
 
 
 def test_sigterm_stops_the_server_promptly(server: Server) -> None:

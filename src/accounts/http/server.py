@@ -1,8 +1,8 @@
 """The serving process: uvicorn running the app, and nothing else.
 
 ``accounts serve`` checks and prepares the database (migrations, the first signing
-key), then replaces itself with ``python -m accounts.http.server`` (the same pid, so
-signals and process managers see no difference). The process that serves therefore
+key), then replaces itself with ``python -P -m accounts.http.server`` (the same pid,
+so signals reach it as before). The process that serves therefore
 carries only what serving needs: not the command line (Typer, Rich, Pygments), not
 the migration tooling (Alembic, Mako), and not the heap the preparation left behind,
 a few MiB (docs/performance.md). Settings come from the environment, as every
@@ -23,8 +23,9 @@ from accounts.settings import Settings, load_settings
 # glibc >= 2.35: malloc advises transparent huge pages for the memory it maps. Each
 # argon2id hash maps its 19 MiB (or more) afresh and unmaps it when done (see
 # security/passwords.py); in 4 KiB pages that is ~4,900 page faults, ~11 ms of kernel
-# time on top of ~21 ms of hashing. In 2 MiB pages it is ~10 faults: a login costs
-# ~30% less CPU, and memory use is unchanged. Other libcs and older glibcs ignore it.
+# time on top of ~21 ms of hashing. In 2 MiB pages it is a few hundred: a login costs
+# ~25% less CPU and peak memory is unchanged (docs/performance.md). Other libcs and
+# older glibcs ignore it.
 HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb"
 TUNABLES = "GLIBC_TUNABLES"
 

@@ -17,9 +17,10 @@ class AuthSessionRepository:
         self._session = session
 
     async def add(self, auth_session: AuthSession) -> AuthSession:
-        # Written with the rest of the transaction at commit (one flush, inserts in
-        # foreign-key order); the caller gives the id, so nothing needs it sooner.
         self._session.add(auth_session)
+        # Written now: the models have no relationship() for the unit of work to order
+        # inserts by, so rows that point at this session must find it already there.
+        await self._session.flush()
         return auth_session
 
     async def get(self, session_id: uuid.UUID) -> AuthSession | None:

@@ -16,8 +16,8 @@ class RefreshTokenRepository:
         self._session = session
 
     async def add(self, token: RefreshToken) -> RefreshToken:
-        # Written with the rest of the transaction at commit (one flush, inserts in
-        # foreign-key order); the caller gives the id, so nothing needs it sooner.
+        # Written with the rest of the transaction at commit: the caller gives the id,
+        # and the token's session is already in the database (flushed when added).
         self._session.add(token)
         return token
 
