@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from accounts.http.server import UVICORN_OPTIONS
 from accounts.security.keys import thumbprint
 
 URL_VARIABLE = "BENCH_FLOOR_DATABASE_URL"
@@ -219,17 +220,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    # Exactly as `accounts serve` runs uvicorn (src/accounts/cli.py).
+    # With the options `accounts serve` runs uvicorn with (accounts/http/server.py).
     uvicorn.run(
         "bench.floor_app:create_app",
-        factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=30,
+        **UVICORN_OPTIONS,
     )
 
 

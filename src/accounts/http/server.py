@@ -15,10 +15,12 @@ The exec is also the one chance to tune glibc's allocator, which reads
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from accounts.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from accounts.settings import Settings
 
 # glibc >= 2.35: malloc advises transparent huge pages for the memory it maps. Each
 # argon2id hash maps its 19 MiB (or more) afresh and unmaps it when done (see
@@ -40,19 +42,31 @@ def serving_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+# How uvicorn serves the app, beside host, port and workers. The bench's floor app is
+# served with these too, so that the two differ only in what the app does.
+UVICORN_OPTIONS: dict[str, Any] = {
+    "factory": True,
+    # Our own middleware logs each request once, as JSON.
+    "log_level": "warning",
+    "access_log": False,
+    "proxy_headers": False,
+    "timeout_graceful_shutdown": 30,
+}
+
+
 def run(settings: Settings | None = None) -> None:
     """Serve until stopped: ``settings.workers`` processes on ``host:port``."""
+    # Imported here, not above: the bench's floor app imports this module for
+    # UVICORN_OPTIONS, and pydantic-settings would add ~12 MiB to the floor's memory.
+    from accounts.settings import load_settings
+
     settings = settings or load_settings()
     uvicorn.run(
         "accounts.http.app:serve_app",
-        factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=30,
+        **UVICORN_OPTIONS,
     )
 
 
