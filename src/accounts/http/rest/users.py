@@ -24,6 +24,7 @@ from accounts.http.rest.schemas import (
     UserUpdate,
     problems,
 )
+from accounts.http.routing import CallerOnlyRoute
 from accounts.models import User
 from accounts.services.users import ListQuery, UserChanges
 
@@ -116,9 +117,21 @@ async def list_users(
     )
 
 
-@router.get("/me", response_model=UserRead, responses=problems(401), summary="The caller")
 async def read_me(principal: PrincipalDep) -> Response:
     return _user_response(principal.user)
+
+
+# The authenticated hot path: its route skips FastAPI's per-request dependency solving,
+# whose one result here would be the principal (accounts/http/routing.py).
+router.add_api_route(
+    "/me",
+    read_me,
+    methods=["GET"],
+    response_model=UserRead,
+    responses=problems(401),
+    summary="The caller",
+    route_class_override=CallerOnlyRoute,
+)
 
 
 @router.patch(
