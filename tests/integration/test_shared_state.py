@@ -83,7 +83,8 @@ def statements_sent(target: Instance) -> Iterator[list[str]]:
 
     The checkouts matter on PostgreSQL: the session check sends its statement on a
     pooled connection with asyncpg directly (db/session_check.py), where SQLAlchemy's
-    cursor events never see it, but it must borrow the connection from the pool.
+    cursor events never see it, but it must borrow the connection from the pool, or
+    take one it kept from an earlier call (db/kept_connections.py).
     """
     sent: list[str] = []
 
@@ -100,9 +101,13 @@ def statements_sent(target: Instance) -> Iterator[list[str]]:
         event.listen(engine.sync_engine, "before_cursor_execute", record)
     for pool in pools.values():
         event.listen(pool, "checkout", checked_out)
+    kept = database.kept
+    handed_out = kept.handed_out if kept is not None else 0
     try:
         yield sent
     finally:
+        if kept is not None:
+            sent.extend(["<kept connection handed out>"] * (kept.handed_out - handed_out))
         for engine in engines.values():
             event.remove(engine.sync_engine, "before_cursor_execute", record)
         for pool in pools.values():

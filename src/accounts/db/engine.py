@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from accounts.db.kept_connections import KeptConnections, kept_limit
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_POOL_LIMIT = 4
 
@@ -42,6 +44,9 @@ class Database:
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
         self.is_sqlite = config.url.startswith("sqlite")
+        # The session check's connections, kept between requests (PostgreSQL only:
+        # on SQLite the check runs through Core, on a pool of its own).
+        self.kept: KeptConnections | None = None
         if self.is_sqlite:
             self.write_engine = self._sqlite_engine(begin="BEGIN IMMEDIATE")
             self.read_engine = self._sqlite_engine(begin="BEGIN")
@@ -62,6 +67,7 @@ class Database:
             # BEGIN + statement + ROLLBACK. Under READ COMMITTED each statement sees
             # its own snapshot anyway, so a read transaction bought no consistency.
             self.read_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
+            self.kept = KeptConnections(self.read_engine, kept_limit(config.pool_size))
         self.write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
@@ -95,12 +101,15 @@ class Database:
         return engine
 
     def pool_stats(self) -> dict[str, int]:
-        """Connections of the write pool (the only pool on PostgreSQL) by state."""
+        """Connections of the write pool (the only pool on PostgreSQL) by state. The
+        session check's kept connections count as idle, which they are, though the pool
+        counts them as checked out."""
         pool: Any = self.write_engine.pool
+        kept = self.kept.idle if self.kept is not None else 0
         try:
             return {
-                "checked_out": int(pool.checkedout()),
-                "idle": int(pool.checkedin()),
+                "checked_out": int(pool.checkedout()) - kept,
+                "idle": int(pool.checkedin()) + kept,
                 "overflow": max(0, int(pool.overflow())),
                 "size": int(pool.size()),
             }
@@ -113,6 +122,8 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self.kept is not None:
+            await self.kept.close()
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

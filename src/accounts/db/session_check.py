@@ -3,11 +3,11 @@
 "Is this session live, and its user active? Then who is the user?" is the one query
 on the hot path of every authenticated read that misses the shared cache (and every
 one, when there is no Redis). Through an ORM ``Session`` it cost ~260 µs of CPU
-per call; on PostgreSQL this module runs it as one prepared statement on the
-asyncpg connection borrowed from SQLAlchemy's own pool (~80 µs), and on SQLite as
-a Core statement. It reads the same rows the ORM would, and returns the same
-detached ``User`` (without its password hash, as the shared cache does: no caller of
-an authenticated principal needs it). See docs/performance.md.
+per call; on PostgreSQL this module runs it as one prepared statement on an
+asyncpg connection from SQLAlchemy's own pool (~80 µs), kept between calls
+(db/kept_connections.py), and on SQLite as a Core statement. It reads the same rows
+the ORM would, and returns the same detached ``User`` (without its password hash, as
+the shared cache does: no caller of an authenticated principal needs it). See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy import bindparam, select
-from sqlalchemy.util import greenlet_spawn
 
 from accounts.db.engine import Database
 from accounts.db.errors import has_unavailable_sqlstate, is_unavailable
@@ -102,15 +101,19 @@ class SessionCheck:
         self, session_id: uuid.UUID, user_id: uuid.UUID, now: dt.datetime
     ) -> User | None:
         engine = self._database.read_engine
+        kept = self._database.kept
+        assert kept is not None  # every PostgreSQL Database keeps some
         try:
-            pooled = await engine.raw_connection()
+            taken = await kept.take()
         except Exception as exc:
             if is_unavailable(exc) or _is_driver_unavailable(exc, engine.dialect.loaded_dbapi):
                 raise ServiceUnavailable() from exc
             raise
+        pooled = taken[0]
         try:
-            # No transaction is open on a checked-in connection, so this one statement
-            # runs in autocommit, as every read on PostgreSQL does here (db/engine.py).
+            # No transaction is open on a checked-out connection that is not in use, so
+            # this one statement runs in autocommit, as every read on PostgreSQL does
+            # here (db/engine.py).
             connection: asyncpg.Connection = pooled.driver_connection
             row = await connection.fetchrow(_POSTGRES_SQL, session_id, user_id, now)
         except BaseException as exc:
@@ -121,18 +124,18 @@ class SessionCheck:
             if isinstance(exc, Exception) and _is_driver_unavailable(exc, None):
                 raise ServiceUnavailable() from exc
             raise
-        await _release(pooled)
+        await kept.give_back(taken)
         return None if row is None else _user(user_id, tuple(row))
 
 
-async def _release(pooled: Any) -> None:
-    # Checking a connection in resets it through the async adapter, which must run
-    # inside SQLAlchemy's greenlet bridge.
-    await greenlet_spawn(pooled.close)
-
-
 def _is_driver_unavailable(exc: Exception, dbapi: Any) -> bool:
-    """asyncpg's own errors (raised past SQLAlchemy here), and the DBAPI adapter's."""
-    if isinstance(exc, OSError | asyncpg.InterfaceError) or has_unavailable_sqlstate(exc):
+    """asyncpg's own errors (raised past SQLAlchemy here), and the DBAPI adapter's.
+
+    ``InternalClientError`` is what asyncpg raises when a statement meets a connection
+    the server has just closed (``cannot switch to state …``) before the client has
+    seen it close: the connection is discarded, and a retry gets a fresh one.
+    """
+    driver_errors = OSError | asyncpg.InterfaceError | asyncpg.InternalClientError
+    if isinstance(exc, driver_errors) or has_unavailable_sqlstate(exc):
         return True
     return dbapi is not None and isinstance(exc, dbapi.OperationalError | dbapi.InterfaceError)
