@@ -7,17 +7,19 @@ never handed out twice, and everything back in the pool when the database closes
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine.interfaces import PoolProxiedConnection
 
 from accounts.db.engine import Database, DatabaseConfig
 from accounts.db.kept_connections import MAX_KEPT, KeptConnections, kept_limit
 from accounts.db.session_check import SessionCheck
-from accounts.domain.errors import ServiceUnavailable
 from accounts.models.base import utcnow
 
 
@@ -67,7 +69,9 @@ async def test_repeated_checks_reuse_one_connection_without_the_pool(database: D
     assert database.pool_stats()["checked_out"] == 0
 
 
-async def test_concurrent_checks_keep_no_more_than_the_limit(database: Database) -> None:
+async def test_connections_given_back_beyond_the_limit_return_to_the_pool(
+    database: Database,
+) -> None:
     kept = database.kept
     assert kept is not None
     taken = [await kept.take() for _ in range(5)]
@@ -80,16 +84,39 @@ async def test_concurrent_checks_keep_no_more_than_the_limit(database: Database)
     assert checked_out(database) == 2
 
 
-async def test_a_connection_older_than_its_age_goes_back_to_the_pool(database: Database) -> None:
-    kept = KeptConnections(database.read_engine, limit=2, max_age=0.0)
-    count = checkouts(database)
+async def test_a_quiet_process_returns_its_kept_connections_when_they_age(
+    postgres_url: str,
+) -> None:
+    database = Database(DatabaseConfig(url=postgres_url, pool_size=8, max_overflow=0))
+    assert database.kept is not None
+    database.kept = KeptConnections(database.read_engine, limit=2, max_age=0.3)
+    try:
+        await check(database)
+        assert database.kept.idle == 1
 
-    await kept.give_back(await kept.take())
-    await kept.give_back(await kept.take())
+        # No further call: the kept connection goes back on its own.
+        await asyncio.sleep(0.6)
 
-    assert kept.idle == 0
-    assert count[0] == 2
-    assert checked_out(database) == 0
+        assert database.kept.idle == 0
+        assert checked_out(database) == 0
+    finally:
+        await database.dispose()
+
+
+async def test_nothing_is_kept_while_the_pool_is_in_overflow(postgres_url: str) -> None:
+    database = Database(DatabaseConfig(url=postgres_url, pool_size=4, max_overflow=2))
+    kept = database.kept
+    assert kept is not None
+    try:
+        taken = [await kept.take() for _ in range(6)]  # the pool's 4 and both overflow
+        for connection in taken:
+            await kept.give_back(connection)
+        assert kept.idle == 0
+
+        await check(database)  # out of overflow: kept again
+        assert kept.idle == 1
+    finally:
+        await database.dispose()
 
 
 async def test_a_small_pool_keeps_nothing(postgres_url: str) -> None:
@@ -113,24 +140,33 @@ async def test_disposing_returns_every_kept_connection(postgres_url: str) -> Non
     assert database.kept.idle == 0
 
 
-async def test_a_kept_connection_the_server_closed_fails_once_then_is_replaced(
+async def server_closes(pooled: PoolProxiedConnection, postgres_url: str) -> None:
+    """Terminate ``pooled``'s backend, and wait until the client has seen it close."""
+    driver: Any = pooled.driver_connection
+    admin = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", driver.get_server_pid())
+    finally:
+        await admin.close()
+    for _ in range(100):
+        if driver.is_closed():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the client never saw its connection close")
+
+
+async def test_a_kept_connection_the_server_closed_is_not_handed_out(
     database: Database, postgres_url: str
 ) -> None:
     await check(database)
     kept = database.kept
     assert kept is not None
-    assert kept.idle == 1
-    pooled, since = await kept.take()
-    pid = pooled.driver_connection.get_server_pid()  # type: ignore[union-attr]
-    await kept.give_back((pooled, since))
-    admin = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await admin.close()
+    taken = await kept.take()
+    await kept.give_back(taken)
+    await server_closes(taken[0], postgres_url)
 
-    with pytest.raises(ServiceUnavailable):
-        await check(database)
-    assert kept.idle == 0  # discarded, not kept
-    await check(database)
+    await check(database)  # on a fresh connection, not a 503
+
     assert kept.idle == 1
+    assert kept._idle[0][0] is not taken[0]
+    assert checked_out(database) == 1

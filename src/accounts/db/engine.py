@@ -102,14 +102,15 @@ class Database:
 
     def pool_stats(self) -> dict[str, int]:
         """Connections of the write pool (the only pool on PostgreSQL) by state. The
-        session check's kept connections count as idle, which they are, though the pool
-        counts them as checked out."""
+        pool counts the session check's kept connections as checked out; here they are
+        ``kept``, and ``checked_out`` is what requests are using."""
         pool: Any = self.write_engine.pool
         kept = self.kept.idle if self.kept is not None else 0
         try:
             return {
                 "checked_out": int(pool.checkedout()) - kept,
-                "idle": int(pool.checkedin()) + kept,
+                "kept": kept,
+                "idle": int(pool.checkedin()),
                 "overflow": max(0, int(pool.overflow())),
                 "size": int(pool.size()),
             }
@@ -122,11 +123,13 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        if self.kept is not None:
-            await self.kept.close()
-        await self.write_engine.dispose()
-        if self.read_engine is not self.write_engine:
-            await self.read_engine.dispose()
+        try:
+            if self.kept is not None:
+                await self.kept.close()
+        finally:
+            await self.write_engine.dispose()
+            if self.read_engine is not self.write_engine:
+                await self.read_engine.dispose()
 
 
 def new_session(database: Database, *, write: bool) -> AsyncSession:

@@ -4,18 +4,24 @@ The session check behind every authenticated request sends one statement on a
 connection from SQLAlchemy's pool. Checking that connection out and back in crosses
 SQLAlchemy's greenlet bridge twice and runs the pool's bookkeeping: ~100k
 instructions, 12% of all of ``GET /api/v1/users/me`` (callgrind, 600 requests). So the
-check keeps the connections it used, up to ``limit`` of them and each for at most
-``max_age`` seconds, and hands them out again without the pool.
+check keeps the connections it used and hands them out again without the pool.
 
-What the pool still does: it opens every connection (and its 503 when exhausted or
-unreachable), it gets each one back after ``max_age`` (so ``pool_recycle`` and the
-like still apply on its next checkout) and when the database is disposed, and it
-discards a connection the caller found broken (``invalidate``). ``limit`` stays a
-small share of the pool, so transactions are never starved by connections kept idle.
+What keeps this from costing the pool anything it promises:
+
+- at most ``limit`` connections are kept: a quarter of the pool, never more than 4,
+  none for a pool of 1 to 3; and none while the pool is in overflow, so connections
+  are not kept idle while requests are short of them;
+- each goes back to the pool ``max_age`` seconds after it left it, whether or not it
+  was used since (a timer returns idle ones), so ``pool_recycle`` still applies on its
+  next checkout and a quiet process holds nothing for long;
+- one that the server closed (a restart, an idle timeout) is discarded, not handed
+  out; one whose statement failed or was cancelled is the caller's to ``invalidate``;
+- disposing the database returns all of them first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -23,10 +29,10 @@ from sqlalchemy.engine.interfaces import PoolProxiedConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-# Connections kept at most: a quarter of the pool, and never more than this.
 MAX_KEPT = 4
 MAX_AGE_SECONDS = 60.0
 
+# A connection and when it left the pool (time.monotonic()).
 Taken = tuple[PoolProxiedConnection, float]
 
 
@@ -43,6 +49,8 @@ class KeptConnections:
         self._max_age = max_age
         self._idle: list[Taken] = []
         self._closed = False
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._sweeps: set[asyncio.Task[None]] = set()
         # Connections handed out, kept or fresh: lets tests see a read that reached
         # the database without a pool checkout.
         self.handed_out = 0
@@ -54,10 +62,13 @@ class KeptConnections:
 
     async def take(self) -> Taken:
         """A connection and when it left the pool: a kept one when there is one young
-        enough, else a fresh checkout (raising what the pool raises)."""
+        and open, else a fresh checkout (raising what the pool raises)."""
         now = time.monotonic()
         while self._idle:
             pooled, since = self._idle.pop()  # the most recently used: the warmest
+            if _is_closed(pooled):
+                pooled.invalidate()
+                continue
             if now - since < self._max_age:
                 self.handed_out += 1
                 return pooled, since
@@ -70,18 +81,68 @@ class KeptConnections:
         """Keep a connection the caller used without error, or return it to the pool.
         (One whose state is in doubt must be ``invalidate``d instead.)"""
         pooled, since = taken
-        young = time.monotonic() - since < self._max_age
-        if young and not self._closed and len(self._idle) < self._limit:
+        if self._keeps(since):
             self._idle.append(taken)
+            self._schedule_sweep()
         else:
             await release(pooled)
+
+    def _keeps(self, since: float) -> bool:
+        if self._closed or len(self._idle) >= self._limit:
+            return False
+        if time.monotonic() - since >= self._max_age:
+            return False
+        # In overflow, requests are short of connections: give this one back.
+        overflow = getattr(self._engine.pool, "overflow", None)
+        return overflow is None or int(overflow()) <= 0
+
+    def _schedule_sweep(self) -> None:
+        """Have a timer return the oldest idle connection when it reaches its age."""
+        if self._sweep_timer is not None or not self._idle:
+            return
+        oldest = min(since for _pooled, since in self._idle)
+        delay = max(0.0, oldest + self._max_age - time.monotonic())
+        self._sweep_timer = asyncio.get_running_loop().call_later(delay, self._start_sweep)
+
+    def _start_sweep(self) -> None:
+        self._sweep_timer = None
+        task = asyncio.get_running_loop().create_task(self._sweep(), name="kept-connections-sweep")
+        self._sweeps.add(task)
+        task.add_done_callback(self._sweeps.discard)
+
+    async def _sweep(self) -> None:
+        """Return every idle connection that has been out of the pool ``max_age``."""
+        now = time.monotonic()
+        expired = [taken for taken in self._idle if now - taken[1] >= self._max_age]
+        self._idle = [taken for taken in self._idle if now - taken[1] < self._max_age]
+        for pooled, _since in expired:
+            await release(pooled)
+        if not self._closed:
+            self._schedule_sweep()
 
     async def close(self) -> None:
         """Return every kept connection to the pool; keep none from now on."""
         self._closed = True
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        for task in list(self._sweeps):
+            task.cancel()
+        await asyncio.gather(*self._sweeps, return_exceptions=True)
         idle, self._idle = self._idle, []
+        errors: list[BaseException] = []
         for pooled, _since in idle:
-            await release(pooled)
+            try:
+                await release(pooled)
+            except Exception as exc:  # return the others all the same
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _is_closed(pooled: PoolProxiedConnection) -> bool:
+    driver: Any = pooled.driver_connection
+    return driver is None or bool(driver.is_closed())
 
 
 async def release(pooled: Any) -> None:

@@ -110,18 +110,22 @@ class SessionCheck:
                 raise ServiceUnavailable() from exc
             raise
         pooled = taken[0]
+        # No transaction is open on a checked-out connection that is not in use, so this
+        # one statement runs in autocommit, as every read on PostgreSQL does here
+        # (db/engine.py).
+        connection: asyncpg.Connection = pooled.driver_connection
         try:
-            # No transaction is open on a checked-out connection that is not in use, so
-            # this one statement runs in autocommit, as every read on PostgreSQL does
-            # here (db/engine.py).
-            connection: asyncpg.Connection = pooled.driver_connection
             row = await connection.fetchrow(_POSTGRES_SQL, session_id, user_id, now)
         except BaseException as exc:
+            # Asked before invalidating, which closes it.
+            closed_under_us = _met_a_closed_connection(exc, connection)
             # Broken, or interrupted mid-statement (a cancelled request): either way the
             # connection's state is unknown, so the pool must not hand it out again.
             # (Invalidating also checks it in: the pool opens a fresh one when needed.)
             pooled.invalidate(exc if isinstance(exc, Exception) else None)
-            if isinstance(exc, Exception) and _is_driver_unavailable(exc, None):
+            if isinstance(exc, Exception) and (
+                closed_under_us or _is_driver_unavailable(exc, None)
+            ):
                 raise ServiceUnavailable() from exc
             raise
         await kept.give_back(taken)
@@ -129,13 +133,15 @@ class SessionCheck:
 
 
 def _is_driver_unavailable(exc: Exception, dbapi: Any) -> bool:
-    """asyncpg's own errors (raised past SQLAlchemy here), and the DBAPI adapter's.
-
-    ``InternalClientError`` is what asyncpg raises when a statement meets a connection
-    the server has just closed (``cannot switch to state …``) before the client has
-    seen it close: the connection is discarded, and a retry gets a fresh one.
-    """
-    driver_errors = OSError | asyncpg.InterfaceError | asyncpg.InternalClientError
-    if isinstance(exc, driver_errors) or has_unavailable_sqlstate(exc):
+    """asyncpg's own errors (raised past SQLAlchemy here), and the DBAPI adapter's."""
+    if isinstance(exc, OSError | asyncpg.InterfaceError) or has_unavailable_sqlstate(exc):
         return True
     return dbapi is not None and isinstance(exc, dbapi.OperationalError | dbapi.InterfaceError)
+
+
+def _met_a_closed_connection(exc: BaseException, connection: asyncpg.Connection) -> bool:
+    """asyncpg raises ``InternalClientError`` (``cannot switch to state …``) when a
+    statement meets a connection the server closed a moment before the client saw it
+    close. The connection is discarded and a retry gets a fresh one, so that is a 503;
+    the same error on an open connection is a bug, and stays a 500."""
+    return isinstance(exc, asyncpg.InternalClientError) and connection.is_closed()
