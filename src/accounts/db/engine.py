@@ -4,13 +4,19 @@ SQLite allows one writer at a time. Python's sqlite3 driver opens transactions
 lazily, so a transaction that reads and then writes can find that another writer
 committed in between, and fails at once with "database is locked" (no busy wait
 helps there). Writers therefore take the write lock up front with
-``BEGIN IMMEDIATE`` and queue on the busy timeout; readers use a plain ``BEGIN``
-and, with WAL, never block or are blocked by the writer. PostgreSQL needs none of
-this: both factories share one engine there.
+``BEGIN IMMEDIATE``; readers use a plain ``BEGIN`` and, with WAL, never block or
+are blocked by the writer. Within a process, writers also queue on an asyncio lock
+(``Database.writer_lock``, taken by the unit of work) before they reach SQLite:
+SQLite's own busy handler waits by sleeping and polling, up to 100 ms a turn, so a
+writer that arrived early could sleep through many others' transactions (seconds of
+tail latency under concurrent logins), where the lock hands over in arrival order the
+moment the holder finishes. The busy timeout remains for writers in other processes.
+PostgreSQL needs none of this: both factories share one engine there.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +32,8 @@ from sqlalchemy.ext.asyncio import (
 from accounts.db.kept_connections import KeptConnections, kept_limit
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How long a write waits for the in-process writer lock: as long as for SQLite's.
+WRITER_LOCK_TIMEOUT_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000
 SQLITE_POOL_LIMIT = 4
 
 
@@ -47,6 +55,9 @@ class Database:
         # The session check's connections, kept between requests (PostgreSQL only:
         # on SQLite the check runs through Core, on a pool of its own).
         self.kept: KeptConnections | None = None
+        # SQLite's one writer, queued for in this process (see the module docstring).
+        self.writer_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
+        self.writer_lock_timeout = WRITER_LOCK_TIMEOUT_SECONDS
         if self.is_sqlite:
             self.write_engine = self._sqlite_engine(begin="BEGIN IMMEDIATE")
             self.read_engine = self._sqlite_engine(begin="BEGIN")

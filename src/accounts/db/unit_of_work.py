@@ -14,6 +14,7 @@ edges answer 503 instead of a 500.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from types import TracebackType
 
@@ -45,6 +46,10 @@ class UnitOfWork:
         self.one_time_tokens = OneTimeTokenRepository(self.session)
         self.outbox = OutboxRepository(self.session)
         self.audit = AuditEventRepository(self.session)
+        # Taken last: nothing above can fail and leave it held.
+        self._writer_lock = self._database.writer_lock if self._write else None
+        if self._writer_lock is not None:
+            await self._take_writer_lock(self._writer_lock)
         return self
 
     async def __aexit__(
@@ -53,6 +58,22 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        try:
+            await self._close(exc)
+        finally:
+            if self._writer_lock is not None:
+                self._writer_lock.release()
+
+    async def _take_writer_lock(self, lock: asyncio.Lock) -> None:
+        # SQLite only (db/engine.py): writers in this process queue here, in order,
+        # instead of in SQLite's sleeping busy handler.
+        try:
+            async with asyncio.timeout(self._database.writer_lock_timeout):
+                await lock.acquire()
+        except TimeoutError:
+            raise ServiceUnavailable() from None
+
+    async def _close(self, exc: BaseException | None) -> None:
         try:
             # close() rolls back whatever was not committed and releases the
             # connection; unlike rollback() it leaves loaded objects readable.
