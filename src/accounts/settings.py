@@ -8,10 +8,32 @@ import ipaddress
 from typing import Literal
 
 from limits import parse as parse_limit
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./accounts.db"
+
+
+# OWASP's Password Storage Cheat Sheet lists these argon2id configurations (memory in
+# KiB, passes; one lane) as equally strong: less memory is paid for with more passes.
+# A memory cost is accepted with at least the passes its row asks; below the last
+# row's memory nothing is. The default is the second row, OWASP's headline minimum.
+OWASP_ARGON2ID_MINIMUMS = (
+    (46 * 1024, 1),
+    (19 * 1024, 2),
+    (12 * 1024, 3),
+    (9 * 1024, 4),
+    (7 * 1024, 5),
+)
+OWASP_LEAST_MEMORY_KIB = OWASP_ARGON2ID_MINIMUMS[-1][0]
+
+
+def least_time_cost(memory_kib: int) -> int:
+    """The fewest argon2id passes OWASP's table allows with ``memory_kib`` of memory."""
+    for row_memory, passes in OWASP_ARGON2ID_MINIMUMS:
+        if memory_kib >= row_memory:
+            return passes
+    raise ValueError(f"below OWASP's least memory cost, {OWASP_LEAST_MEMORY_KIB} KiB")
 
 
 class SettingsError(Exception):
@@ -79,9 +101,13 @@ class Settings(BaseSettings):
     password_reset_ttl_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
     mail_max_attempts: int = Field(default=8, ge=1, le=50)
 
-    # Password hashing: argon2id, at least OWASP's minimum (m=19 MiB, t=2, p=1).
-    password_hash_memory_kib: int = Field(default=19 * 1024, ge=19 * 1024, le=1024 * 1024)
-    password_hash_time_cost: int = Field(default=2, ge=2, le=20)
+    # Password hashing: argon2id, by default OWASP's recommended minimum (m=19 MiB, t=2,
+    # p=1); any of the configurations OWASP lists as its equals is accepted, nothing
+    # below them (OWASP_ARGON2ID_MINIMUMS).
+    password_hash_memory_kib: int = Field(
+        default=19 * 1024, ge=OWASP_LEAST_MEMORY_KIB, le=1024 * 1024
+    )
+    password_hash_time_cost: int = Field(default=2, ge=1, le=20)
     password_hash_parallelism: int = Field(default=1, ge=1, le=16)
     # Hashing runs in a bounded thread pool off the event loop; by default the cores
     # shared among the worker processes (bootstrap.hash_threads).
@@ -132,6 +158,21 @@ class Settings(BaseSettings):
             parse_limit(value)
         except ValueError:
             raise ValueError("must look like 10/minute or 20/15 minutes") from None
+        return value
+
+    @field_validator("password_hash_time_cost")
+    @classmethod
+    def _owasp_time_cost(cls, value: int, info: ValidationInfo) -> int:
+        memory = info.data.get("password_hash_memory_kib")
+        if memory is None:  # itself invalid, and reported as such
+            return value
+        least = least_time_cost(memory)
+        if value < least:
+            raise ValueError(
+                f"must be at least {least} with {memory} KiB of memory "
+                "(OWASP's argon2id minimums: 47104 KiB t=1, 19456 t=2, 12288 t=3, "
+                "9216 t=4, 7168 t=5)"
+            )
         return value
 
     @field_validator("trusted_proxies")
