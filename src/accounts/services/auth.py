@@ -193,40 +193,56 @@ class AuthService:
             stored = await uow.refresh_tokens.get_by_hash(hash_token(refresh_token))
             if stored is None:
                 raise NotAuthenticated("Invalid refresh token.")
-            if stored.used_at is not None or not await uow.refresh_tokens.spend(stored.id, now):
-                await uow.auth_sessions.revoke(stored.session_id, now)
-                reused = await uow.auth_sessions.get(stored.session_id)
-                record(
-                    uow,
-                    AuditEventType.SESSION_REFRESH_REUSED,
-                    user_id=reused.user_id if reused is not None else None,
-                    actor_id=None,
-                    client=client,
-                    details={"session_id": str(stored.session_id)},
-                )
-                await uow.commit()
-                await self._cache.sessions_revoked([stored.session_id])
-                raise NotAuthenticated("Refresh token already used; the session is revoked.")
-            session = await uow.auth_sessions.get(stored.session_id)
-            if (
-                session is None
-                or session.revoked_at is not None
-                or session.expires_at <= now
-                or stored.expires_at <= now
-            ):
-                raise NotAuthenticated("Invalid refresh token.")
-            user = await uow.users.get(session.user_id)
-            if user is None or not user.is_active:
-                raise NotAuthenticated("Invalid refresh token.")
-            # Sliding expiry: a session in use stays alive; one left idle for the
-            # refresh lifetime ends.
-            session.expires_at = now + self._refresh_ttl
-            session.last_used_at = now
-            if client.ip:
-                session.ip = _clip(client.ip, 64)
-            new_refresh_token = await self._add_refresh_token(uow, session, now)
+            reused = stored.used_at is not None or not await uow.refresh_tokens.spend(
+                stored.id, now
+            )
+            if reused:
+                await self._revoke_reused(uow, stored.session_id, now, client)
+            else:
+                user, session, new_refresh_token = await self._rotate(uow, stored, now, client)
             await uow.commit()
+        if reused:
+            # After the unit of work: a cache round trip must not hold up other writers.
+            await self._cache.sessions_revoked([stored.session_id])
+            raise NotAuthenticated("Refresh token already used; the session is revoked.")
         return self._pair(user.id, session.id, new_refresh_token, now)
+
+    async def _revoke_reused(
+        self, uow: UnitOfWork, session_id: uuid.UUID, now: dt.datetime, client: ClientInfo
+    ) -> None:
+        await uow.auth_sessions.revoke(session_id, now)
+        reused = await uow.auth_sessions.get(session_id)
+        record(
+            uow,
+            AuditEventType.SESSION_REFRESH_REUSED,
+            user_id=reused.user_id if reused is not None else None,
+            actor_id=None,
+            client=client,
+            details={"session_id": str(session_id)},
+        )
+
+    async def _rotate(
+        self, uow: UnitOfWork, stored: RefreshToken, now: dt.datetime, client: ClientInfo
+    ) -> tuple[User, AuthSession, str]:
+        """Slide the live session of a just-spent token and add its next token."""
+        session = await uow.auth_sessions.get(stored.session_id)
+        if (
+            session is None
+            or session.revoked_at is not None
+            or session.expires_at <= now
+            or stored.expires_at <= now
+        ):
+            raise NotAuthenticated("Invalid refresh token.")
+        user = await uow.users.get(session.user_id)
+        if user is None or not user.is_active:
+            raise NotAuthenticated("Invalid refresh token.")
+        # Sliding expiry: a session in use stays alive; one left idle for the
+        # refresh lifetime ends.
+        session.expires_at = now + self._refresh_ttl
+        session.last_used_at = now
+        if client.ip:
+            session.ip = _clip(client.ip, 64)
+        return user, session, await self._add_refresh_token(uow, session, now)
 
     async def logout(self, refresh_token: str, client: ClientInfo | None = None) -> None:
         """Revoke the session a refresh token belongs to.
