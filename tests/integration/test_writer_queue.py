@@ -149,6 +149,31 @@ async def test_the_writer_turn_is_passed_on_after_an_error_or_a_cancellation(
         await work.session.execute(text("SELECT 1"))
 
 
+async def test_a_write_opened_inside_another_in_the_same_task_fails_at_once(
+    sqlite_database: Database,
+) -> None:
+    uow = unit_of_work_factory(sqlite_database)
+    lock = sqlite_database.writer_lock
+    assert lock is not None
+
+    async with uow(write=True) as outer:
+        await outer.session.execute(text("SELECT 1"))
+        with pytest.raises(RuntimeError, match="already open in this task"):
+            await uow(write=True).__aenter__()
+        await outer.commit()
+
+    assert not lock.locked()
+    assert sqlite_database.writer is None
+    # Another task's write still gets its turn after the outer one.
+    await asyncio.create_task(hold_write(uow, released()))
+
+
+def released() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 async def test_reads_do_not_wait_for_a_sqlite_writer(sqlite_database: Database) -> None:
     uow = unit_of_work_factory(sqlite_database)
     release = asyncio.Event()

@@ -56,8 +56,12 @@ class Database:
         # on SQLite the check runs through Core, on a pool of its own).
         self.kept: KeptConnections | None = None
         # SQLite's one writer, queued for in this process (see the module docstring).
+        # Like the pools, it belongs to the event loop that uses the Database first.
         self.writer_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         self.writer_lock_timeout = WRITER_LOCK_TIMEOUT_SECONDS
+        # The task holding writer_lock: a second write unit of work opened inside the
+        # first would wait for itself; it fails at once instead.
+        self.writer: asyncio.Task[object] | None = None
         if self.is_sqlite:
             self.write_engine = self._sqlite_engine(begin="BEGIN IMMEDIATE")
             self.read_engine = self._sqlite_engine(begin="BEGIN")

@@ -62,16 +62,21 @@ class UnitOfWork:
             await self._close(exc)
         finally:
             if self._writer_lock is not None:
+                self._database.writer = None
                 self._writer_lock.release()
 
     async def _take_writer_lock(self, lock: asyncio.Lock) -> None:
         # SQLite only (db/engine.py): writers in this process queue here, in order,
         # instead of in SQLite's sleeping busy handler.
+        task = asyncio.current_task()
+        if task is not None and self._database.writer is task:
+            raise RuntimeError("a write unit of work is already open in this task")
         try:
             async with asyncio.timeout(self._database.writer_lock_timeout):
                 await lock.acquire()
         except TimeoutError:
             raise ServiceUnavailable() from None
+        self._database.writer = task
 
     async def _close(self, exc: BaseException | None) -> None:
         try:
