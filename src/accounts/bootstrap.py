@@ -102,9 +102,9 @@ class Container:
 def hash_threads(server_workers: int, cores: int | None = None) -> int:
     """Hashing threads per worker process: the cores shared among the workers.
 
-    argon2id is CPU-bound and takes 19 MiB per hash in flight, so more threads than
-    cores in all add only memory and queueing in the kernel: two workers on two
-    cores get one thread each, one worker gets two.
+    argon2id is CPU-bound and takes its memory cost (19 MiB by default) per hash in
+    flight, so more threads than cores in all add only memory and queueing in the
+    kernel: two workers on two cores get one thread each, one worker gets two.
     """
     available = cores if cores is not None else (os.cpu_count() or 1)
     return max(1, available // max(1, server_workers))

@@ -168,10 +168,10 @@ class Settings(BaseSettings):
             return value
         least = least_time_cost(memory)
         if value < least:
+            rows = ", ".join(f"{kib} KiB t={passes}" for kib, passes in OWASP_ARGON2ID_MINIMUMS)
             raise ValueError(
-                f"must be at least {least} with {memory} KiB of memory "
-                "(OWASP's argon2id minimums: 47104 KiB t=1, 19456 t=2, 12288 t=3, "
-                "9216 t=4, 7168 t=5)"
+                f"must be at least {least} with {memory} KiB of memory, or raise "
+                f"ACCOUNTS_PASSWORD_HASH_MEMORY_KIB (OWASP's argon2id minimums: {rows})"
             )
         return value
 

@@ -1,9 +1,9 @@
 """argon2id password hashing, off the event loop in a bounded thread pool.
 
-One verify costs tens of milliseconds of CPU and 19 MiB or more of memory. Done on
-the event loop it would stall every other request; done in an unbounded pool a
-login storm would exhaust memory. argon2-cffi releases the GIL while hashing, so a
-pool as wide as the machine has cores uses it fully.
+One verify costs tens of milliseconds of CPU and 7 MiB or more of memory (19 MiB by
+default). Done on the event loop it would stall every other request; done in an
+unbounded pool a login storm would exhaust memory. argon2-cffi releases the GIL while
+hashing, so a pool as wide as the machine has cores uses it fully.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class HashParameters:
 
 
 # glibc's mallopt(M_MMAP_THRESHOLD, ...). Set explicitly, it stops glibc raising the
-# threshold after the first large free, so every argon2 buffer (19 MiB or more) is
+# threshold after the first large free, so every argon2 buffer (7 MiB or more) is
 # mmapped and handed back to the OS when the hash is done, instead of staying in a
 # thread's heap: about 45 MiB of resident memory saved per process after a login storm.
 # Mapping afresh costs a page fault per page touched; the serving process has malloc
