@@ -81,8 +81,12 @@ class UnitOfWork:
     async def _close(self, exc: BaseException | None) -> None:
         try:
             # close() rolls back whatever was not committed and releases the
-            # connection; unlike rollback() it leaves loaded objects readable.
-            await self.session.close()
+            # connection; unlike rollback() it leaves loaded objects readable. With no
+            # transaction (committed, or the database never touched) there is neither,
+            # and closing would only cost a greenlet, which under load costs the event
+            # loop a TLB shootdown (docs/performance.md).
+            if self.session.in_transaction():
+                await self.session.close()
         except Exception as close_error:
             # With an error already on its way, that one says more; otherwise a
             # failed close is an outage like any other.
