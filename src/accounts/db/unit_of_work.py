@@ -84,9 +84,12 @@ class UnitOfWork:
             # connection; unlike rollback() it leaves loaded objects readable. With no
             # transaction (committed, or the database never touched) there is neither,
             # and closing would only cost a greenlet, which under load costs the event
-            # loop a TLB shootdown (docs/performance.md).
+            # loop a TLB shootdown (docs/performance.md); detaching the objects, all
+            # that is left of close(), needs no I/O.
             if self.session.in_transaction():
                 await self.session.close()
+            else:
+                self.session.expunge_all()
         except Exception as close_error:
             # With an error already on its way, that one says more; otherwise a
             # failed close is an outage like any other.
