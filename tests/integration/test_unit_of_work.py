@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import inspect, text
 
 from accounts.bootstrap import Container
+from accounts.db.unit_of_work import UnitOfWork
+from accounts.models import User
 from tests.factories import account
 
 
@@ -51,16 +53,21 @@ async def name_of(container: Container, user_id: uuid.UUID) -> str:
         return user.name
 
 
+async def rename_and_commit(uow: UnitOfWork, user_id: uuid.UUID, name: str) -> User:
+    user = await uow.users.get(user_id)
+    assert user is not None
+    user.name = name
+    await uow.commit()
+    return user
+
+
 async def test_a_committed_write_keeps_its_change_and_holds_no_connection(
     client: httpx.AsyncClient, container: Container
 ) -> None:
     caller = await account(client)
 
     async with container.uow(write=True) as uow:
-        user = await uow.users.get(uuid.UUID(caller.id))
-        assert user is not None
-        user.name = "Committed Name"
-        await uow.commit()
+        user = await rename_and_commit(uow, uuid.UUID(caller.id), "Committed Name")
         assert await settled(container) == 0  # given back at the commit
 
     assert await settled(container) == 0
@@ -104,10 +111,7 @@ async def test_a_read_after_a_commit_is_closed_too(
     caller = await account(client)
 
     async with container.uow(write=True) as uow:
-        user = await uow.users.get(uuid.UUID(caller.id))
-        assert user is not None
-        user.name = "Renamed Then Read"
-        await uow.commit()
+        await rename_and_commit(uow, uuid.UUID(caller.id), "Renamed Then Read")
         # A new transaction, and a connection, after the commit.
         assert (await uow.session.execute(text("SELECT 1"))).scalar_one() == 1
         assert uow.session.in_transaction()

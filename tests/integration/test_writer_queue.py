@@ -120,12 +120,17 @@ async def test_a_sqlite_writer_that_cannot_get_its_turn_in_time_is_unavailable(
         await work.session.execute(text("SELECT 1"))
 
 
+def queue_of(database: Database) -> tuple[UnitOfWorkFactory, asyncio.Lock]:
+    """The database's units of work and the writer lock they queue on."""
+    lock = database.writer_lock
+    assert lock is not None
+    return unit_of_work_factory(database), lock
+
+
 async def test_the_writer_turn_is_passed_on_after_an_error_or_a_cancellation(
     sqlite_database: Database,
 ) -> None:
-    uow = unit_of_work_factory(sqlite_database)
-    lock = sqlite_database.writer_lock
-    assert lock is not None
+    uow, lock = queue_of(sqlite_database)
 
     with pytest.raises(RuntimeError, match="boom"):
         await fail_inside_a_write(uow)
@@ -152,9 +157,7 @@ async def test_the_writer_turn_is_passed_on_after_an_error_or_a_cancellation(
 async def test_a_write_opened_inside_another_in_the_same_task_fails_at_once(
     sqlite_database: Database,
 ) -> None:
-    uow = unit_of_work_factory(sqlite_database)
-    lock = sqlite_database.writer_lock
-    assert lock is not None
+    uow, lock = queue_of(sqlite_database)
 
     async with uow(write=True) as outer:
         await outer.session.execute(text("SELECT 1"))
