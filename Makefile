@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test check format clean
 
-$(STAMP): pyproject.toml
+# setup.py builds the one C extension (src/accounts/arena_cache.py says why).
+$(STAMP): pyproject.toml setup.py src/accounts/_arena_cache.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip

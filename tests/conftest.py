@@ -29,6 +29,7 @@ from aiosmtpd.controller import Controller
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from accounts import arena_cache
 from accounts.bootstrap import Container
 from accounts.db import migrate
 from accounts.db.engine import Database, DatabaseConfig
@@ -44,6 +45,8 @@ BACKENDS = [
 POSTGRES_URL = os.environ.get("ACCOUNTS_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("ACCOUNTS_TEST_REDIS_URL")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# The suite runs under the allocator the server runs under (accounts/arena_cache.py).
+arena_cache.install()
 # Tables emptied between PostgreSQL tests; signing keys are kept, as generating
 # an RSA key per test would only slow the suite.
 DATA_TABLES = [

@@ -8,9 +8,10 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 
-from accounts import __version__
+from accounts import __version__, arena_cache
 from accounts.bootstrap import build
 from accounts.http import ops
 from accounts.http.graphql.router import build_router as build_graphql_router
@@ -35,7 +36,16 @@ authenticated endpoints.
 
 def serve_app() -> FastAPI:
     """The app as ``accounts serve`` runs it, one per worker process."""
-    return create_app(freeze_heap=True, cache_loggers=True)
+    # Process-wide, so only here: frame stacks reused rather than unmapped, which
+    # would stall the event loop while a hash runs on another core (arena_cache.py).
+    arena_cached = arena_cache.install()
+    app = create_app(freeze_heap=True, cache_loggers=True)
+    if not arena_cached:
+        structlog.get_logger("accounts.server").warning(
+            "arena_cache_unavailable",
+            detail="accounts._arena_cache was not built: logins run slower under load",
+        )
+    return app
 
 
 def _freeze_heap() -> None:
