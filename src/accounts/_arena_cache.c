@@ -11,12 +11,15 @@
  * on the event loop (docs/performance.md). Kept here, the block is never unmapped.
  *
  * Correctness rests on one rule: every block handed out still comes from the
- * allocator that was installed before us, and every block is eventually either
- * handed out again (same size) or given back to that allocator. Blocks that
- * predate install() are no different: they came from the same allocator.
+ * allocator that was installed before us, and every block freed is either held
+ * here (at most CACHE_SLOTS, until reused or the process ends) or given back to
+ * that allocator. Blocks that predate install() are no different: they came from
+ * the same allocator. A block is only ever handed out for the size it was freed
+ * with, and a pointer already held is never held twice.
  *
- * CPython calls the arena allocator with the GIL held; the mutex is there so that
- * a caller that does not (another build, an extension) cannot corrupt the cache.
+ * The lock is required, not defensive: subinterpreters with their own GIL (3.12+),
+ * PyThreadState_Delete (documented as callable without the GIL) and free-threaded
+ * builds all reach the allocator without holding one shared GIL.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -65,7 +68,14 @@ cached_free(void *ctx, void *ptr, size_t size)
     (void)ctx;
     if (ptr != NULL && size <= CACHED_SIZE_MAX) {
         pthread_mutex_lock(&lock);
-        if (held < CACHE_SLOTS) {
+        int already_held = 0;
+        for (int i = 0; i < held; i++) {
+            if (cache[i].ptr == ptr) {
+                already_held = 1; /* a double free: handed on, as it was before us */
+                break;
+            }
+        }
+        if (!already_held && held < CACHE_SLOTS) {
             cache[held].ptr = ptr;
             cache[held].size = size;
             held++;
@@ -77,11 +87,18 @@ cached_free(void *ctx, void *ptr, size_t size)
     inner.free(inner.ctx, ptr, size);
 }
 
-/* A child forked while another thread held the lock would never see it released. */
+/* Held across fork(), so that the child's copy of the cache is never caught half
+ * updated by a thread that does not exist in the child. */
 static void
-reset_lock_in_child(void)
+lock_before_fork(void)
 {
-    pthread_mutex_init(&lock, NULL);
+    pthread_mutex_lock(&lock);
+}
+
+static void
+unlock_after_fork(void)
+{
+    pthread_mutex_unlock(&lock);
 }
 
 static PyObject *
@@ -89,8 +106,11 @@ install(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
+    /* Under the lock: two first calls at once must not wrap the cache in itself. */
+    pthread_mutex_lock(&lock);
     if (!installed) {
-        if (pthread_atfork(NULL, NULL, reset_lock_in_child) != 0) {
+        if (pthread_atfork(lock_before_fork, unlock_after_fork, unlock_after_fork) != 0) {
+            pthread_mutex_unlock(&lock);
             PyErr_SetString(PyExc_OSError, "pthread_atfork failed");
             return NULL;
         }
@@ -102,6 +122,7 @@ install(PyObject *module, PyObject *unused)
         PyObject_SetArenaAllocator(&ours);
         installed = 1;
     }
+    pthread_mutex_unlock(&lock);
     Py_RETURN_NONE;
 }
 
@@ -111,10 +132,10 @@ stats(PyObject *module, PyObject *unused)
     (void)module;
     (void)unused;
     pthread_mutex_lock(&lock);
-    int now_held = held;
+    int now_installed = installed, now_held = held;
     unsigned long long now_reused = reused, now_passed = passed_through;
     pthread_mutex_unlock(&lock);
-    return Py_BuildValue("{s:O,s:i,s:K,s:K}", "installed", installed ? Py_True : Py_False,
+    return Py_BuildValue("{s:O,s:i,s:K,s:K}", "installed", now_installed ? Py_True : Py_False,
                          "held", now_held, "reused", now_reused, "passed_through",
                          now_passed);
 }

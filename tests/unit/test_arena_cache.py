@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import greenlet
 import pytest
 
 from accounts import arena_cache
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run_python(code: str, env: dict[str, str] | None = None) -> str:
+def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(  # noqa: S603 - our own interpreter, our own code
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
@@ -31,7 +30,7 @@ def run_python(code: str, env: dict[str, str] | None = None) -> str:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return done.stdout
+    return done
 
 
 def test_the_extension_is_built() -> None:
@@ -41,18 +40,43 @@ def test_the_extension_is_built() -> None:
 
 
 def test_finished_greenlets_reuse_one_frame_stack() -> None:
-    assert arena_cache.install()
-    before = arena_cache.stats()
+    # In a process of its own: in this one, other tests' threads could take the block.
+    out = run_python(
+        """
+        import greenlet
+        from accounts import arena_cache
+        assert arena_cache.install()
+        before = arena_cache.stats()
+        for _ in range(200):
+            greenlet.greenlet(lambda: None).switch()
+        after = arena_cache.stats()
+        print(after["reused"] - before["reused"])
+        print(after["passed_through"] - before["passed_through"])
+        """
+    ).stdout
+    reused, passed_through = map(int, out.split())
+    assert reused == 199
+    assert passed_through == 1
 
-    for _ in range(200):
-        greenlet.greenlet(lambda: None).switch()
 
-    after = arena_cache.stats()
-    assert before is not None
-    assert after is not None
-    assert after["installed"]
-    assert after["reused"] - before["reused"] >= 199
-    assert after["passed_through"] - before["passed_through"] <= 1
+def test_at_most_64_freed_stacks_are_held_and_the_rest_given_back() -> None:
+    out = run_python(
+        """
+        import greenlet
+        from accounts import arena_cache
+        assert arena_cache.install()
+        # 100 greenlets alive at once, each holding a stack; then all finish.
+        paused = [greenlet.greenlet(lambda: greenlet.getcurrent().parent.switch())
+                  for _ in range(100)]
+        for g in paused:
+            g.switch()
+        for g in paused:
+            g.switch()
+        assert all(g.dead for g in paused)
+        print(arena_cache.stats()["held"])
+        """
+    ).stdout
+    assert int(out) == 64
 
 
 def test_install_is_idempotent() -> None:
@@ -109,11 +133,10 @@ def test_threads_deep_frames_and_a_fork_run_correctly_under_the_cache() -> None:
         assert os.waitstatus_to_exitcode(status) == 0, status
 
         stats = arena_cache.stats()
-        assert 0 < stats["held"] <= 64, stats
         assert stats["reused"] > 3000, stats
         print("ok")
         """
-    )
+    ).stdout
     assert out.strip() == "ok"
 
 
@@ -127,5 +150,21 @@ def test_the_serving_app_installs_the_cache(tmp_path: Path) -> None:
         print(arena_cache.stats()["installed"])
         """,
         env=scrubbed_env(database_url=f"sqlite+aiosqlite:///{tmp_path / 'accounts.db'}"),
-    )
+    ).stdout
     assert out.strip() == "True"
+
+
+def test_without_the_extension_the_server_starts_and_says_so(tmp_path: Path) -> None:
+    out = run_python(
+        """
+        from accounts import arena_cache
+        arena_cache._arena_cache = None  # as when the build skipped it
+        from accounts.http.app import serve_app
+        app = serve_app()
+        assert app.title == "Accounts"
+        assert not arena_cache.install()
+        assert arena_cache.stats() is None
+        """,
+        env=scrubbed_env(database_url=f"sqlite+aiosqlite:///{tmp_path / 'accounts.db'}"),
+    )
+    assert '"event":"arena_cache_unavailable"' in (out.stdout + out.stderr).replace(" ", "")
