@@ -16,7 +16,7 @@ from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from accounts.domain.audit import AuditEventType
 from accounts.domain.errors import FieldError, InvalidCursor, InvalidInput, PermissionDenied
 from accounts.models import AuditEvent, User
-from accounts.models.base import utcnow
+from accounts.models.base import new_id, utcnow
 from accounts.services.principal import ClientInfo
 
 MAX_PAGE_SIZE = 100
@@ -29,6 +29,28 @@ def printable(value: str | None, length: int) -> str | None:
     return "".join(char for char in value if char.isprintable())[:length] or None
 
 
+def new_event(
+    type_: AuditEventType,
+    *,
+    user_id: uuid.UUID | None,
+    actor_id: uuid.UUID | None,
+    client: ClientInfo | None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """An event with every column set, ready to be written by any means."""
+    client = client or ClientInfo()
+    return AuditEvent(
+        id=new_id(),
+        type=type_.value,
+        user_id=user_id,
+        actor_id=actor_id,
+        user_agent=printable(client.user_agent, 512),
+        ip=printable(client.ip, 64),
+        details=details,
+        created_at=utcnow(),
+    )
+
+
 def record(
     uow: UnitOfWork,
     type_: AuditEventType,
@@ -38,17 +60,9 @@ def record(
     client: ClientInfo | None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    client = client or ClientInfo()
+    """Stage an event in ``uow``: committed with the change it describes, or not at all."""
     uow.audit.add(
-        AuditEvent(
-            type=type_.value,
-            user_id=user_id,
-            actor_id=actor_id,
-            user_agent=printable(client.user_agent, 512),
-            ip=printable(client.ip, 64),
-            details=details,
-            created_at=utcnow(),
-        )
+        new_event(type_, user_id=user_id, actor_id=actor_id, client=client, details=details)
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 
 from accounts.cache import Revoked, StateCache
+from accounts.db.repositories.auth_sessions import Opening
 from accounts.db.session_check import LiveUserLookup
 from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from accounts.domain.audit import AuditEventType
@@ -39,7 +40,7 @@ from accounts.security.tokens import (
     InvalidAccessToken,
     UnknownKeyId,
 )
-from accounts.services.audit import record
+from accounts.services.audit import new_event, record
 from accounts.services.principal import ClientInfo, Principal
 from accounts.services.ratelimits import RateLimitPolicy
 from accounts.services.signing_keys import SigningKeyService
@@ -129,37 +130,37 @@ class AuthService:
             else None
         )
         now = utcnow()
+        session = AuthSession(
+            id=new_id(),
+            user_id=user.id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + self._refresh_ttl,
+            revoked_at=None,
+            user_agent=_clip(client.user_agent, 512),
+            ip=_clip(client.ip, 64),
+        )
+        refresh_token, first_token = _new_refresh_token(session, now)
+        event = new_event(
+            AuditEventType.USER_LOGIN_SUCCEEDED,
+            user_id=user.id,
+            actor_id=user.id,
+            client=client,
+            details={"session_id": str(session.id)},
+        )
         async with self._uow(write=True) as uow:
-            current = await uow.users.get(user.id)
-            if current is None:
+            if new_hash is not None:
+                await uow.users.replace_password_hash(user.id, user.password_hash, new_hash)
+            # The user may have been deactivated or deleted while the password was
+            # verified: the session is opened only if they are still active.
+            opening = await uow.auth_sessions.open_for_active_user(session, first_token, event)
+            if opening is Opening.NO_USER:
                 raise InvalidCredentials()
-            if not current.is_active:
+            if opening is Opening.INACTIVE_USER:
                 raise InactiveUser()
-            if new_hash is not None and current.password_hash == user.password_hash:
-                current.password_hash = new_hash
-            session = await uow.auth_sessions.add(
-                AuthSession(
-                    id=new_id(),
-                    user_id=current.id,
-                    created_at=now,
-                    last_used_at=now,
-                    expires_at=now + self._refresh_ttl,
-                    user_agent=_clip(client.user_agent, 512),
-                    ip=_clip(client.ip, 64),
-                )
-            )
-            refresh_token = await self._add_refresh_token(uow, session, now)
-            record(
-                uow,
-                AuditEventType.USER_LOGIN_SUCCEEDED,
-                user_id=current.id,
-                actor_id=current.id,
-                client=client,
-                details={"session_id": str(session.id)},
-            )
             await uow.commit()
         self._metrics.login("success")
-        return self._pair(current.id, session.id, refresh_token, now)
+        return self._pair(user.id, session.id, refresh_token, now)
 
     async def _login_failed(self, user: User | None, client: ClientInfo, reason: str) -> None:
         # Recorded for unknown emails too (without the email: it may be a mistyped
@@ -329,16 +330,8 @@ class AuthService:
     async def _add_refresh_token(
         self, uow: UnitOfWork, session: AuthSession, now: dt.datetime
     ) -> str:
-        token = new_token()
-        await uow.refresh_tokens.add(
-            RefreshToken(
-                id=new_id(),
-                session_id=session.id,
-                token_hash=hash_token(token),
-                created_at=now,
-                expires_at=session.expires_at,
-            )
-        )
+        token, row = _new_refresh_token(session, now)
+        await uow.refresh_tokens.add(row)
         return token
 
     def _pair(
@@ -349,6 +342,19 @@ class AuthService:
             expires_in=self._access_tokens.ttl_seconds,
             refresh_token=refresh_token,
         )
+
+
+def _new_refresh_token(session: AuthSession, now: dt.datetime) -> tuple[str, RefreshToken]:
+    """A new refresh token for ``session``, and the row that stores it (by hash)."""
+    token = new_token()
+    return token, RefreshToken(
+        id=new_id(),
+        session_id=session.id,
+        token_hash=hash_token(token),
+        created_at=now,
+        expires_at=session.expires_at,
+        used_at=None,
+    )
 
 
 def _bounded(field: str, value: str, max_length: int) -> None:

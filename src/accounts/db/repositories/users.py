@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, func, or_, select, tuple_
+from sqlalchemy import Select, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -50,6 +50,16 @@ class UserRepository:
         statement = select(User).where(User.id == user_id).with_for_update()
         result = await self._session.execute(statement.execution_options(populate_existing=True))
         return result.scalar_one_or_none()
+
+    async def replace_password_hash(self, user_id: uuid.UUID, old: str, new: str) -> bool:
+        """Store ``new`` in place of ``old``, a hash of the same password made at another
+        cost; not if the password was changed meanwhile (then it is no longer ``old``)."""
+        result = await self._session.execute(
+            update(User)
+            .where(User.id == user_id, User.password_hash == old)
+            .values(password_hash=new)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def get_by_email_key(self, email_key: str) -> User | None:
         result = await self._session.execute(select(User).where(User.email_key == email_key))
