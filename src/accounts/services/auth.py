@@ -141,14 +141,16 @@ class AuthService:
             ip=_clip(client.ip, 64),
         )
         refresh_token, first_token = _new_refresh_token(session, now)
-        event = new_event(
-            AuditEventType.USER_LOGIN_SUCCEEDED,
-            user_id=user.id,
-            actor_id=user.id,
-            client=client,
-            details={"session_id": str(session.id)},
-        )
         async with self._uow(write=True) as uow:
+            # Made once the write has begun (on SQLite, once this process's writer
+            # lock is held): the audit log is ordered by id, which carries its time.
+            event = new_event(
+                AuditEventType.USER_LOGIN_SUCCEEDED,
+                user_id=user.id,
+                actor_id=user.id,
+                client=client,
+                details={"session_id": str(session.id)},
+            )
             if new_hash is not None:
                 await uow.users.replace_password_hash(user.id, user.password_hash, new_hash)
             # The user may have been deactivated or deleted while the password was

@@ -13,19 +13,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import hashlib
 import hmac
 import json
-import re
 import statistics
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -33,14 +29,13 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from accounts.bootstrap import Container
 from accounts.security.keys import generate_key
 from accounts.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, Account, account, bearer, register, superuser, unique_email
+from tests.statement_log import StatementLog
 
 ME_URL = "/api/v1/users/me"
 LOGIN_URL = "/api/v1/auth/login"
@@ -255,33 +250,6 @@ class RecordingArgon2:
         return getattr(self._inner, name)
 
 
-_PARAMETER = re.compile(r"\$\d+|\?|:\w+")
-
-
-class StatementLog:
-    """Every SQL statement run for the requests of one task (the test's: the ASGI client
-    runs the app in the caller's task), as its text with parameters elided. The app's
-    background loops (mail outbox, key reload) run in tasks of their own."""
-
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-        self.task = asyncio.current_task()
-
-    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if asyncio.current_task() is self.task:
-            self.statements.append(_PARAMETER.sub("?", " ".join(statement.split())))
-
-    @contextmanager
-    def listening(self, engines: list[Engine]) -> Iterator[None]:
-        for engine in engines:
-            event.listen(engine, "before_cursor_execute", self)
-        try:
-            yield
-        finally:
-            for engine in engines:
-                event.remove(engine, "before_cursor_execute", self)
-
-
 async def test_unknown_email_and_wrong_password_do_the_same_work(
     client: httpx.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -289,14 +257,10 @@ async def test_unknown_email_and_wrong_password_do_the_same_work(
     argon2 = RecordingArgon2(container.hasher._argon2)
     monkeypatch.setattr(container.hasher, "_argon2", argon2)
     log = StatementLog()
-    database = container.database
-    engines = list(
-        {id(e): e.sync_engine for e in (database.read_engine, database.write_engine)}.values()
-    )
     work: dict[str, list[tuple[int, int, tuple[str, ...]]]] = {"unknown": [], "known": []}
     seconds: dict[str, list[float]] = {"unknown": [], "known": []}
 
-    with log.listening(engines):
+    with log.listening(container.database):
         for attempt in range(ATTEMPTS):
             # Interleaved, so that warm-up and drift fall on both paths alike.
             for path in ("unknown", "known") if attempt % 2 else ("known", "unknown"):

@@ -8,13 +8,17 @@ on SQLite by a check and the ORM's inserts. Every test here runs on both.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 import httpx
 import jwt
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from accounts.bootstrap import Container
 from accounts.db.repositories.auth_sessions import Opening
@@ -24,6 +28,7 @@ from accounts.models.base import new_id, utcnow
 from accounts.security.opaque import hash_token
 from accounts.security.passwords import HashParameters, PasswordHasher
 from tests.factories import PASSWORD, login, register
+from tests.statement_log import StatementLog
 
 LOGIN_URL = "/api/v1/auth/login"
 SUCCEEDED = AuditEventType.USER_LOGIN_SUCCEEDED.value
@@ -85,6 +90,10 @@ def rows_for(user_id: uuid.UUID) -> tuple[AuthSession, RefreshToken, AuditEvent]
     return session, token, event
 
 
+def columns_of(row: AuthSession | RefreshToken | AuditEvent) -> dict[str, object]:
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
+
+
 def verify_then(
     container: Container, monkeypatch: pytest.MonkeyPatch, change: Callable[[], Awaitable[None]]
 ) -> None:
@@ -133,6 +142,33 @@ async def test_a_login_writes_its_session_its_refresh_token_and_its_event(
     ]
 
 
+async def test_a_logins_rows_are_written_by_one_statement_on_postgresql(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    user = await register(client)
+    log = StatementLog()
+
+    with log.listening(container.database):
+        await login(client, user["email"])
+
+    writes = [s for s in log.statements if not s.startswith(("SELECT", "BEGIN"))]
+    if container.database.is_sqlite:
+        # The session first (the others point at it), then in the ORM's own order.
+        tables = [" ".join(w.split()[:3]) for w in writes]
+        assert tables[0] == "INSERT INTO sessions"
+        assert sorted(tables) == [
+            "INSERT INTO audit_events",
+            "INSERT INTO refresh_tokens",
+            "INSERT INTO sessions",
+        ]
+    else:
+        assert len(writes) == 1, writes
+        assert writes[0].startswith("WITH login_user AS (SELECT users.id AS id, users.is_active")
+        assert "FOR SHARE" in writes[0]
+        for table in ("sessions", "refresh_tokens", "audit_events"):
+            assert f"INSERT INTO {table} " in writes[0]
+
+
 async def test_opening_a_session_writes_exactly_the_rows_given(
     client: httpx.AsyncClient, container: Container
 ) -> None:
@@ -149,19 +185,10 @@ async def test_opening_a_session_writes_exactly_the_rows_given(
         stored_token = await uow.refresh_tokens.get_by_hash(token.token_hash)
     assert stored_session is not None
     assert stored_token is not None
-    columns = ("user_id", "created_at", "last_used_at", "expires_at", "user_agent", "ip")
-    assert {c: getattr(stored_session, c) for c in columns} == {
-        c: getattr(session, c) for c in columns
-    }
-    assert (stored_token.id, stored_token.session_id, stored_token.expires_at) == (
-        token.id,
-        session.id,
-        token.expires_at,
-    )
+    assert columns_of(stored_session) == columns_of(session)
+    assert columns_of(stored_token) == columns_of(token)
     events = await events_of(container, user_id, SUCCEEDED)
-    assert [(e.id, e.details, e.created_at) for e in events] == [
-        (event.id, event.details, event.created_at)
-    ]
+    assert [columns_of(e) for e in events] == [columns_of(event)]
 
 
 @pytest.mark.parametrize("state", ["unknown", "inactive"])
@@ -185,6 +212,28 @@ async def test_opening_a_session_for_a_missing_or_inactive_user_writes_nothing(
     async with container.uow() as uow:
         assert await uow.auth_sessions.get(session.id) is None
         assert await uow.refresh_tokens.get_by_hash(token.token_hash) is None
+    assert await events_of(container, user_id, SUCCEEDED) == []
+
+
+async def test_opening_a_session_with_a_required_column_unset_is_refused_and_writes_nothing(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    user_id = uuid.UUID((await register(client))["id"])
+    session, token, event = rows_for(user_id)
+    session.expires_at = None  # type: ignore[assignment]
+
+    async def open_session() -> None:
+        async with container.uow(write=True) as uow:
+            await uow.auth_sessions.open_for_active_user(session, token, event)
+            await uow.commit()
+
+    # Refused before anything is sent on PostgreSQL; by the NOT NULL constraint on
+    # SQLite, where the ORM writes the rows.
+    with pytest.raises((ValueError, IntegrityError), match="expires_at"):
+        await open_session()
+
+    async with container.uow() as uow:
+        assert await uow.auth_sessions.get(session.id) is None
     assert await events_of(container, user_id, SUCCEEDED) == []
 
 
@@ -223,6 +272,54 @@ async def test_a_user_deleted_during_the_verify_gets_401_and_no_session(
     response = await client.post(LOGIN_URL, json={"email": user["email"], "password": PASSWORD})
 
     assert response.status_code == 401, response.text
+    assert await live_sessions_of(container, user_id) == []
+    assert await events_of(container, user_id, SUCCEEDED) == []
+
+
+async def until_the_login_waits(container: Container) -> None:
+    """Return once the login's write waits for the change in progress to commit."""
+    if container.database.is_sqlite:
+        # One writer at a time: the login cannot write before the change commits,
+        # wherever it has got to. Give it time to get to the writer lock.
+        await asyncio.sleep(0.1)
+        return
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND query LIKE 'WITH login_user %'"
+    )
+    deadline = time.monotonic() + 10
+    async with container.database.read_engine.connect() as connection:
+        while not (await connection.execute(waiting)).scalar_one():
+            assert time.monotonic() < deadline, "the login never waited for the change"
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(("change", "status"), [("deactivate", 403), ("delete", 401)])
+async def test_a_login_waits_for_a_deactivation_or_deletion_in_progress_and_opens_nothing(
+    client: httpx.AsyncClient, container: Container, change: str, status: int
+) -> None:
+    user = await register(client)
+    user_id = uuid.UUID(user["id"])
+
+    # The change has locked the user (as the admin endpoints do) but not committed
+    # when the login comes to write. Reading the row as it was before the change
+    # would open a session the deactivation never revokes, or break the deletion's
+    # foreign key (a 500).
+    async with container.uow(write=True) as uow:
+        if change == "deactivate":
+            locked = await uow.users.get_for_update(user_id)
+            assert locked is not None
+            locked.is_active = False
+        else:
+            assert await uow.users.delete(user_id)
+        logging_in = asyncio.create_task(
+            client.post(LOGIN_URL, json={"email": user["email"], "password": PASSWORD})
+        )
+        await until_the_login_waits(container)
+        await uow.commit()
+    response = await logging_in
+
+    assert response.status_code == status, response.text
     assert await live_sessions_of(container, user_id) == []
     assert await events_of(container, user_id, SUCCEEDED) == []
 
@@ -279,3 +376,21 @@ async def test_a_rehash_leaves_a_password_changed_during_the_verify_alone(
     await login(client, user["email"])
 
     assert await stored_hash(container, user_id) == changed
+
+
+async def test_a_rehash_is_not_kept_when_the_login_fails_for_a_user_deactivated_meanwhile(
+    client: httpx.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await register(client)
+    user_id = uuid.UUID(user["id"])
+    older = await hash_at_owasps_7_mib_cost(PASSWORD)
+    await change_user(container, user_id, password_hash=older)
+
+    async def deactivate() -> None:
+        await change_user(container, user_id, is_active=False)
+
+    verify_then(container, monkeypatch, deactivate)
+    response = await client.post(LOGIN_URL, json={"email": user["email"], "password": PASSWORD})
+
+    assert response.status_code == 403, response.text
+    assert await stored_hash(container, user_id) == older

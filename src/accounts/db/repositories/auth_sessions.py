@@ -13,6 +13,7 @@ from sqlalchemy import (
     FromClause,
     Insert,
     Select,
+    Table,
     bindparam,
     insert,
     inspect,
@@ -84,8 +85,7 @@ class AuthSessionRepository:
             **_parameters(first_token, REFRESH_PREFIX),
             **_parameters(event, EVENT_PREFIX),
         }
-        connection = await self._session.connection()
-        result = await connection.execute(_OPEN_FOR_ACTIVE_USER, parameters)
+        result = await self._session.execute(_OPEN_FOR_ACTIVE_USER, parameters)
         is_active = result.scalar_one_or_none()
         if is_active is None:
             return Opening.NO_USER
@@ -145,43 +145,66 @@ EVENT_PREFIX = "event_"
 
 
 def _parameters(instance: Base, prefix: str) -> dict[str, Any]:
-    """``instance``'s column values, named as ``_insert_row`` names its parameters."""
-    return {
-        prefix + attribute.columns[0].name: getattr(instance, attribute.key)
-        for attribute in inspect(instance).mapper.column_attrs
-    }
+    """``instance``'s column values, named as ``_insert_row`` names its parameters.
+
+    No default is applied on this path, so a required column left unset (a column
+    added to the model later, say) is refused here rather than written as NULL.
+    """
+    parameters: dict[str, Any] = {}
+    for attribute in inspect(instance).mapper.column_attrs:
+        column = attribute.columns[0]
+        value = getattr(instance, attribute.key)
+        if value is None and not column.nullable:
+            raise ValueError(f"{type(instance).__name__}.{attribute.key} must be set")
+        parameters[prefix + column.name] = value
+    return parameters
 
 
 def _insert_row(
-    model: type[Base], prefix: str, source: FromClause, *, where: ColumnElement[bool] | None = None
+    table: Table, prefix: str, source: FromClause, *, where: ColumnElement[bool] | None = None
 ) -> Insert:
-    """INSERT of one ``model`` row from parameters (``prefix`` + column name), once
+    """INSERT of one ``table`` row from parameters (``prefix`` + column name), once
     for each row of ``source`` that passes ``where``: a row written only if a row it
     depends on is there."""
-    columns = list(inspect(model).local_table.columns)
     values = select(
-        *(bindparam(prefix + column.name, type_=column.type) for column in columns)
+        *(bindparam(prefix + column.name, type_=column.type) for column in table.columns)
     ).select_from(source)
     if where is not None:
         values = values.where(where)
-    return insert(model).from_select([column.name for column in columns], values)
+    return insert(table).from_select([column.name for column in table.columns], values)
 
 
 def _open_for_active_user() -> Select[tuple[bool]]:
+    # Tables, not mapped classes: a Core statement runs in one call through the
+    # session, with none of the ORM's statement handling.
+    users, sessions = _table(User), _table(AuthSession)
     user = (
-        select(User.id, User.is_active)
-        .where(User.id == bindparam("login_user_id", type_=User.id.type))
+        select(users.c.id, users.c.is_active)
+        .where(users.c.id == bindparam("login_user_id", type_=users.c.id.type))
+        # FOR SHARE: a deactivation or deletion holds the row FOR UPDATE until it
+        # commits, and revokes the sessions it can see. Without the lock this statement
+        # would read the row as it was and open a session the deactivation never sees
+        # (or, for a deletion, fail its foreign key check). With it, it waits for that
+        # commit and reads the row as it is then; and a deactivation that comes second
+        # waits for this login to commit, and then sees its session.
+        .with_for_update(read=True)
         .cte("login_user")
     )
     opened = (
-        _insert_row(AuthSession, SESSION_PREFIX, user, where=user.c.is_active)
-        .returning(AuthSession.id)
+        _insert_row(sessions, SESSION_PREFIX, user, where=user.c.is_active)
+        .returning(sessions.c.id)
         .cte("opened_session")
     )
     return select(user.c.is_active).add_cte(
-        _insert_row(RefreshToken, REFRESH_PREFIX, opened).cte("first_token"),
-        _insert_row(AuditEvent, EVENT_PREFIX, opened).cte("login_event"),
+        _insert_row(_table(RefreshToken), REFRESH_PREFIX, opened).cte("first_token"),
+        _insert_row(_table(AuditEvent), EVENT_PREFIX, opened).cte("login_event"),
     )
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 # Built once: a statement object caches its own cache key, so executing it again costs
