@@ -12,8 +12,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cachetools import TTLCache
-
 from accounts.cache import StateCache
 from accounts.db.repositories.users import UserFilter
 from accounts.db.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -42,6 +40,7 @@ from accounts.models import User
 from accounts.models.base import utcnow
 from accounts.security.passwords import PasswordHasher
 from accounts.services.audit import record
+from accounts.services.list_totals import LargeTotals
 from accounts.services.passwords import PasswordRules
 from accounts.services.principal import ClientInfo, Principal
 from accounts.services.ratelimits import RateLimitPolicy
@@ -109,10 +108,7 @@ class UserService:
         self._limits = limits
         self._cache = cache
         self._registration_open = registration_open
-        # Totals of large lists, reused for a few seconds (see _total).
-        self._large_totals: TTLCache[tuple[str | None, bool | None], int] = TTLCache(
-            maxsize=1024, ttl=LARGE_TOTAL_TTL_SECONDS
-        )
+        self._large_totals = LargeTotals(threshold=LARGE_TOTAL, ttl_seconds=LARGE_TOTAL_TTL_SECONDS)
 
     async def register(
         self, email: str, password: str, name: str, *, client: ClientInfo | None = None
@@ -233,21 +229,11 @@ class UserService:
         )
 
     async def _total(self, uow: UnitOfWork, filters: UserFilter) -> int:
-        """The number of users matching ``filters``: exact while below
-        LARGE_TOTAL, and for larger sets counted at most every few seconds.
-
-        Counting is a scan of every matching row, so at a million users it would cost
-        more than the page itself on every request. Past LARGE_TOTAL a total a few
-        seconds old is as useful as an exact one (it changes as you read it anyway).
-        """
-        key = (filters.query, filters.is_active)
-        cached = self._large_totals.get(key)
-        if cached is not None:
-            return cached
-        total = await uow.users.count(filters)
-        if total >= LARGE_TOTAL:
-            self._large_totals[key] = total
-        return total
+        """The number of users matching ``filters``: exact while below LARGE_TOTAL,
+        and for larger sets a count at most LARGE_TOTAL_TTL_SECONDS old (list_totals)."""
+        return await self._large_totals.get(
+            (filters.query, filters.is_active), lambda: uow.users.count(filters)
+        )
 
     async def update(
         self,

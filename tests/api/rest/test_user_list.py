@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from accounts.bootstrap import Container
 from accounts.http.app import create_app
 from accounts.models import User
+from accounts.services.list_totals import LargeTotals
 from accounts.services.users import UserChanges
 from accounts.settings import Settings
 from tests.factories import PASSWORD, Account, account, superuser, unique_email
@@ -563,3 +564,24 @@ async def test_walking_a_filtered_list_by_cursor_sees_exactly_the_filtered_users
     seen = [user_id for page in pages for user_id in ids(page)]
     assert seen == expected_order(matching, sort)
     assert {page["total"] for page in pages} == {8}
+
+
+async def test_a_large_total_is_reused_for_a_few_seconds_and_then_counted_again(
+    client: httpx.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = await superuser(client, container)
+    await create_users(container, 3, prefix="before")
+    now = [0.0]
+    # Large from 4 users here rather than 10,000, on a clock the test moves.
+    monkeypatch.setattr(
+        container.users,
+        "_large_totals",
+        LargeTotals(threshold=4, ttl_seconds=5, clock=lambda: now[0]),
+    )
+
+    assert (await list_users(client, admin))["total"] == 4
+    await create_users(container, 2, prefix="after")
+    assert (await list_users(client, admin))["total"] == 4
+    assert (await list_users(client, admin, q="after"))["total"] == 2  # small: exact
+    now[0] += 5
+    assert (await list_users(client, admin))["total"] == 6
