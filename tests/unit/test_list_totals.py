@@ -42,6 +42,15 @@ def totals(clock: Clock) -> LargeTotals:
     return LargeTotals(threshold=THRESHOLD, ttl_seconds=TTL, clock=clock)
 
 
+async def stale_total() -> tuple[LargeTotals, Counter]:
+    """Totals holding a large count of THRESHOLD for "all", now just gone stale."""
+    clock = Clock()
+    large_totals, count = totals(clock), Counter(THRESHOLD)
+    assert await large_totals.get("all", count) == THRESHOLD
+    clock.now += TTL
+    return large_totals, count
+
+
 async def test_a_total_below_the_threshold_is_counted_every_time() -> None:
     large_totals, count = totals(Clock()), Counter(THRESHOLD - 1)
 
@@ -73,10 +82,7 @@ async def test_each_key_has_a_total_of_its_own() -> None:
 
 
 async def test_while_a_stale_total_is_recounted_other_callers_get_the_last_one() -> None:
-    clock = Clock()
-    large_totals, count = totals(clock), Counter(THRESHOLD)
-    await large_totals.get("all", count)
-    clock.now += TTL
+    large_totals, count = await stale_total()
     count.value, count.gate = THRESHOLD + 7, asyncio.Event()
 
     recount = asyncio.create_task(large_totals.get("all", count))
@@ -94,10 +100,7 @@ async def test_while_a_stale_total_is_recounted_other_callers_get_the_last_one()
 
 
 async def test_a_failed_recount_is_retried_by_the_next_caller() -> None:
-    clock = Clock()
-    large_totals = totals(clock)
-    await large_totals.get("all", Counter(THRESHOLD))
-    clock.now += TTL
+    large_totals, _ = await stale_total()
 
     async def failing() -> int:
         raise ConnectionError("the database went away")
@@ -110,10 +113,7 @@ async def test_a_failed_recount_is_retried_by_the_next_caller() -> None:
 
 
 async def test_a_cancelled_recount_is_retried_by_the_next_caller() -> None:
-    clock = Clock()
-    large_totals, count = totals(clock), Counter(THRESHOLD)
-    await large_totals.get("all", count)
-    clock.now += TTL
+    large_totals, count = await stale_total()
     count.gate = asyncio.Event()
 
     recount = asyncio.create_task(large_totals.get("all", count))
@@ -128,10 +128,7 @@ async def test_a_cancelled_recount_is_retried_by_the_next_caller() -> None:
 
 
 async def test_a_total_that_falls_below_the_threshold_is_exact_again() -> None:
-    clock = Clock()
-    large_totals, count = totals(clock), Counter(THRESHOLD)
-    await large_totals.get("all", count)
-    clock.now += TTL
+    large_totals, count = await stale_total()
     count.value = THRESHOLD - 1
     assert await large_totals.get("all", count) == THRESHOLD - 1
 
