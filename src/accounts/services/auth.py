@@ -196,6 +196,11 @@ class AuthService:
             stored = await uow.refresh_tokens.get_by_hash(hash_token(refresh_token))
             if stored is None:
                 raise NotAuthenticated("Invalid refresh token.")
+            # The session is locked before the token is spent: deleting a user deletes
+            # its sessions and then their tokens (ON DELETE CASCADE), and a refresh that
+            # took the token first and the session second could deadlock with it.
+            if await uow.auth_sessions.get_for_update(stored.session_id) is None:
+                raise NotAuthenticated("Invalid refresh token.")
             reused = stored.used_at is not None or not await uow.refresh_tokens.spend(
                 stored.id, now
             )

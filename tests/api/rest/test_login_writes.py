@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 import httpx
 import jwt
 import pytest
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from accounts.bootstrap import Container
@@ -28,6 +26,7 @@ from accounts.models.base import new_id, utcnow
 from accounts.security.opaque import hash_token
 from accounts.security.passwords import HashParameters, PasswordHasher
 from tests.factories import PASSWORD, login, register
+from tests.lock_waits import until_a_statement_waits
 from tests.statement_log import StatementLog
 
 LOGIN_URL = "/api/v1/auth/login"
@@ -276,24 +275,6 @@ async def test_a_user_deleted_during_the_verify_gets_401_and_no_session(
     assert await events_of(container, user_id, SUCCEEDED) == []
 
 
-async def until_the_login_waits(container: Container) -> None:
-    """Return once the login's write waits for the change in progress to commit."""
-    if container.database.is_sqlite:
-        # One writer at a time: the login cannot write before the change commits,
-        # wherever it has got to. Give it time to get to the writer lock.
-        await asyncio.sleep(0.1)
-        return
-    waiting = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock' AND query LIKE 'WITH login_user %'"
-    )
-    deadline = time.monotonic() + 10
-    async with container.database.read_engine.connect() as connection:
-        while not (await connection.execute(waiting)).scalar_one():
-            assert time.monotonic() < deadline, "the login never waited for the change"
-            await asyncio.sleep(0.01)
-
-
 @pytest.mark.parametrize(("change", "status"), [("deactivate", 403), ("delete", 401)])
 async def test_a_login_waits_for_a_deactivation_or_deletion_in_progress_and_opens_nothing(
     client: httpx.AsyncClient, container: Container, change: str, status: int
@@ -315,7 +296,7 @@ async def test_a_login_waits_for_a_deactivation_or_deletion_in_progress_and_open
         logging_in = asyncio.create_task(
             client.post(LOGIN_URL, json={"email": user["email"], "password": PASSWORD})
         )
-        await until_the_login_waits(container)
+        await until_a_statement_waits(container, "WITH login_user ")
         await uow.commit()
     response = await logging_in
 

@@ -94,6 +94,18 @@ class AuthSessionRepository:
     async def get(self, session_id: uuid.UUID) -> AuthSession | None:
         return await self._session.get(AuthSession, session_id)
 
+    async def get_for_update(self, session_id: uuid.UUID) -> AuthSession | None:
+        """Load and row-lock a session (``FOR NO KEY UPDATE``: it does not hold up
+        the foreign key checks of rows that point at it), so that changes to it and
+        the deletion of its user queue behind this transaction."""
+        statement = (
+            select(AuthSession)
+            .where(AuthSession.id == session_id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        return (await self._session.execute(statement)).scalar_one_or_none()
+
     async def list_live_for_user(
         self, user_id: uuid.UUID, now: dt.datetime
     ) -> Sequence[AuthSession]:
