@@ -239,38 +239,29 @@ async def test_opening_a_session_with_a_required_column_unset_is_refused_and_wri
 # --- the account changes while the password is verified -------------------------------
 
 
-async def test_a_user_deactivated_during_the_verify_gets_403_and_no_session(
-    client: httpx.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("change", "status"), [("deactivate", 403), ("delete", 401)])
+async def test_a_user_deactivated_or_deleted_during_the_verify_gets_no_session(
+    client: httpx.AsyncClient,
+    container: Container,
+    monkeypatch: pytest.MonkeyPatch,
+    change: str,
+    status: int,
 ) -> None:
     user = await register(client)
     user_id = uuid.UUID(user["id"])
 
-    async def deactivate() -> None:
-        await change_user(container, user_id, is_active=False)
-
-    verify_then(container, monkeypatch, deactivate)
-    response = await client.post(LOGIN_URL, json={"email": user["email"], "password": PASSWORD})
-
-    assert response.status_code == 403, response.text
-    assert await live_sessions_of(container, user_id) == []
-    assert await events_of(container, user_id, SUCCEEDED) == []
-
-
-async def test_a_user_deleted_during_the_verify_gets_401_and_no_session(
-    client: httpx.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    user = await register(client)
-    user_id = uuid.UUID(user["id"])
-
-    async def delete() -> None:
+    async def deactivate_or_delete() -> None:
+        if change == "deactivate":
+            await change_user(container, user_id, is_active=False)
+            return
         async with container.uow(write=True) as uow:
             assert await uow.users.delete(user_id)
             await uow.commit()
 
-    verify_then(container, monkeypatch, delete)
+    verify_then(container, monkeypatch, deactivate_or_delete)
     response = await client.post(LOGIN_URL, json={"email": user["email"], "password": PASSWORD})
 
-    assert response.status_code == 401, response.text
+    assert response.status_code == status, response.text
     assert await live_sessions_of(container, user_id) == []
     assert await events_of(container, user_id, SUCCEEDED) == []
 
