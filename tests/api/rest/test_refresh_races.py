@@ -57,3 +57,32 @@ async def test_a_user_deleted_while_their_token_is_refreshed_ends_both_cleanly(
         assert await uow.users.get(user_id) is None
     again = await client.post(REFRESH_URL, json={"refresh_token": response.json()["refresh_token"]})
     assert again.status_code == 401, again.text
+
+
+async def test_a_refresh_that_waits_for_a_deletion_in_progress_is_refused_as_an_unknown_token(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    user = await register(client)
+    user_id = uuid.UUID(user["id"])
+    pair = await login(client, user["email"])
+
+    # The deletion has taken the user's sessions (and with them their tokens) but not
+    # committed when the refresh comes to lock its session. The token the refresh
+    # read is gone once it gets the lock: that is an unknown token, not a reused one,
+    # and it must not raise a reuse alarm.
+    async with container.uow(write=True) as uow:
+        assert await uow.users.delete(user_id)
+        refreshing = asyncio.create_task(
+            client.post(REFRESH_URL, json={"refresh_token": pair["refresh_token"]})
+        )
+        await until_a_statement_waits(container, "SELECT sessions.")
+        await uow.commit()
+    response = await refreshing
+
+    assert response.status_code == 401, response.text
+    assert response.json()["detail"] == "Invalid refresh token."
+    async with container.uow() as uow:
+        reuse_alarms = await uow.audit.list(
+            user_id=None, type_="session.refresh_reused", before=None, limit=50
+        )
+    assert list(reuse_alarms) == []
