@@ -186,6 +186,8 @@ class LifecycleService:
             if not await uow.one_time_tokens.spend(stored.id, now):
                 raise InvalidOneTimeToken("used")
             locked.password_hash = new_hash
+            # updated_at is part of what a client sees, and the ETag must follow it.
+            locked.version += 1
             locked.updated_at = now
             await uow.one_time_tokens.invalidate_for_user(locked.id, now)
             revoked = await uow.auth_sessions.revoke_all_for_user(locked.id, now)
@@ -198,6 +200,7 @@ class LifecycleService:
             )
             await uow.commit()
         await self._cache.sessions_revoked(revoked)
+        await self._cache.user_changed(locked.id, locked.version)
         # Whoever holds the new password should not stay locked out by failures
         # that someone else piled up.
         await self._limits.clear_failed_logins(locked.email_key)

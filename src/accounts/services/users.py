@@ -358,6 +358,8 @@ class UserService:
                 # password we checked may no longer be current.
                 raise IncorrectPassword()
             locked.password_hash = new_hash
+            # updated_at is part of what a client sees, and the ETag must follow it.
+            locked.version += 1
             locked.updated_at = now
             revoked = await uow.auth_sessions.revoke_all_for_user(
                 user.id, now, except_id=principal.session_id
@@ -372,6 +374,7 @@ class UserService:
             )
             await uow.commit()
         await self._cache.sessions_revoked(revoked)
+        await self._cache.user_changed(locked.id, locked.version)
 
     async def count(self) -> int:
         async with self._uow() as uow:

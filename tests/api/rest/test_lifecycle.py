@@ -337,6 +337,23 @@ async def test_reset_confirm_sets_the_password_and_revokes_every_session(
     assert await can_log_in(mail_client, user.email, NEW_PASSWORD)
 
 
+async def test_a_reset_password_changes_the_users_etag_and_updated_at(
+    mail_client: httpx.AsyncClient, mail_app: FastAPI, smtp: Smtp
+) -> None:
+    user = await account(mail_client)
+    before = await mail_client.get(f"/api/v1/users/{user.id}", headers=user.headers)
+    mail = await reset_mail(mail_client, mail_app, smtp[0], user.email)
+    response = await mail_client.post(
+        RESET_CONFIRM, json={"token": mail.token, "new_password": NEW_PASSWORD}
+    )
+    assert response.status_code == 204, response.text
+
+    pair = await login(mail_client, user.email, NEW_PASSWORD)
+    after = await mail_client.get(f"/api/v1/users/{user.id}", headers=bearer(pair["access_token"]))
+    assert after.json()["updated_at"] != before.json()["updated_at"]
+    assert after.headers["ETag"] != before.headers["ETag"]
+
+
 async def test_confirming_a_reset_token_twice_fails(
     mail_client: httpx.AsyncClient, mail_app: FastAPI, smtp: Smtp
 ) -> None:

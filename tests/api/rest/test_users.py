@@ -635,6 +635,27 @@ async def test_updating_me_changes_the_etag(client: httpx.AsyncClient) -> None:
     assert await etag_of(client, ada, ada.id) == response.headers["ETag"]
 
 
+async def test_changing_my_password_changes_my_etag_and_updated_at(
+    client: httpx.AsyncClient,
+) -> None:
+    ada = await account(client)
+    before = await client.get(f"{USERS}/{ada.id}", headers=ada.headers)
+    response = await client.post(
+        f"{ME}/password",
+        headers=ada.headers,
+        json={"current_password": PASSWORD, "new_password": "a different passphrase"},
+    )
+    assert response.status_code == 204, response.text
+    after = await client.get(f"{USERS}/{ada.id}", headers=ada.headers)
+    assert after.json()["updated_at"] != before.json()["updated_at"]
+    assert after.headers["ETag"] != before.headers["ETag"]
+    # What a client saw before the change no longer passes as current.
+    stale = await client.patch(
+        ME, headers={**ada.headers, "If-Match": before.headers["ETag"]}, json={"name": "Stale"}
+    )
+    problem(stale, 412)
+
+
 async def test_updating_me_without_a_token_gets_401(client: httpx.AsyncClient) -> None:
     response = await client.patch(ME, json={"name": "Nobody"})
     problem(response, 401)
