@@ -336,6 +336,34 @@ def test_token_with_a_malformed_id_claim_is_rejected(
 
 
 @pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", 10**30),  # past any datetime: used to escape as OverflowError (a 500)
+        ("exp", -(10**30)),
+        ("exp", "4102444800"),  # a number in a string
+        ("exp", 4102444800.5),
+        ("exp", True),
+        ("iat", "1700000000"),
+        ("iat", 10**30),
+    ],
+    ids=[
+        "exp-huge",
+        "exp-hugely-negative",
+        "exp-string",
+        "exp-float",
+        "exp-bool",
+        "iat-string",
+        "iat-huge",
+    ],
+)
+def test_token_with_an_out_of_range_or_non_integer_time_claim_is_rejected(
+    codec: AccessTokenCodec, key: RsaKey, claim: str, value: Any
+) -> None:
+    with pytest.raises(InvalidAccessToken):
+        codec.verify(rs256(key, good_claims(**{claim: value})))
+
+
+@pytest.mark.parametrize(
     "garbage",
     ["", "garbage", "a.b.c", "...", "eyJhbGciOiJSUzI1NiJ9.e30.", "x" * 600, "ä.ö.ü"],
     ids=["empty", "word", "abc", "dots", "empty-payload", "long", "non-ascii"],

@@ -20,6 +20,9 @@ from accounts.security.keys import RsaKey
 
 ALGORITHM = "RS256"
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "iat", "exp", "jti"]
+# The last second datetime can represent (9999-12-31T23:59:59Z). PyJWT takes any
+# value int() accepts for exp and iat ("123", 1.5, 10**30); we issue only integers.
+LATEST_TIMESTAMP = 253_402_300_799
 
 
 class InvalidAccessToken(Exception):
@@ -106,11 +109,19 @@ class AccessTokenCodec:
                 issuer=self._issuer,
                 options={"require": REQUIRED_CLAIMS},
             )
+            _timestamp(claims, "iat")
             return AccessClaims(
                 user_id=uuid.UUID(str(claims["sub"])),
                 session_id=uuid.UUID(str(claims["sid"])),
                 token_id=str(claims["jti"]),
-                expires_at=dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC),
+                expires_at=dt.datetime.fromtimestamp(_timestamp(claims, "exp"), dt.UTC),
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidAccessToken(str(exc)) from None
+
+
+def _timestamp(claims: dict[str, Any], name: str) -> int:
+    value = claims[name]
+    if type(value) is not int or not 0 <= value <= LATEST_TIMESTAMP:
+        raise InvalidAccessToken(f"{name} is not a timestamp")
+    return value

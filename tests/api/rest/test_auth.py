@@ -583,6 +583,18 @@ async def test_expired_access_token_is_rejected(
     assert_unauthorized(await client.get(ME_URL, headers=bearer(token)))
 
 
+@pytest.mark.parametrize(
+    "exp", [10**30, "4102444800", 4102444800.5], ids=["huge", "string", "float"]
+)
+async def test_token_with_an_exp_that_is_no_timestamp_is_rejected(
+    client: httpx.AsyncClient, container: Container, exp: object
+) -> None:
+    ada = await account(client)
+    # A huge exp used to escape as OverflowError: a 500 for a token signed by our key.
+    token = server_signed(container, claims_like(container, ada.access_token, exp=exp))
+    assert_unauthorized(await client.get(ME_URL, headers=bearer(token)))
+
+
 async def test_token_for_another_audience_is_rejected(
     client: httpx.AsyncClient, container: Container
 ) -> None:
