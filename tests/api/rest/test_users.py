@@ -959,6 +959,19 @@ async def test_superuser_can_promote_a_user_who_then_sees_everyone(
     assert (await client.get(f"{USERS}/{grace.id}", headers=ada.headers)).status_code == 200
 
 
+@pytest.mark.parametrize("field", ["is_active", "is_superuser"])
+@pytest.mark.parametrize("value", ["false", "true", "no", 0, 1], ids=repr)
+async def test_a_flag_that_is_not_a_json_boolean_gets_422_and_changes_nothing(
+    client: httpx.AsyncClient, container: Container, field: str, value: object
+) -> None:
+    admin = await superuser(client, container)
+    ada = await account(client)
+    response = await client.patch(f"{USERS}/{ada.id}", headers=admin.headers, json={field: value})
+    assert ["body", field] in [error["loc"] for error in validation_errors(response)]
+    stored = await stored_user(container, ada.id)
+    assert (stored.is_active, stored.is_superuser) == (True, False)
+
+
 async def test_superuser_patching_a_nonexistent_user_gets_404(
     client: httpx.AsyncClient, container: Container
 ) -> None:

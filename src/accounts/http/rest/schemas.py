@@ -10,7 +10,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from accounts.domain.users import (
     EMAIL_MAX_LENGTH,
@@ -71,8 +71,10 @@ class SelfUpdate(RequestModel):
 class UserUpdate(SelfUpdate):
     """What may change about a user; is_active and is_superuser are for superusers."""
 
-    is_active: bool | None = None
-    is_superuser: bool | None = None
+    # Strict: lax mode would take "false", "no", "off" and 0 for false, and a typo in a
+    # client would deactivate or demote an account instead of being refused.
+    is_active: StrictBool | None = None
+    is_superuser: StrictBool | None = None
 
 
 class PasswordChange(RequestModel):
