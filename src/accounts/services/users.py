@@ -304,12 +304,18 @@ class UserService:
         return user
 
     async def delete(
-        self, actor: User, user_id: uuid.UUID, *, client: ClientInfo | None = None
+        self,
+        actor: User,
+        user_id: uuid.UUID,
+        *,
+        if_match: frozenset[int] | None = None,
+        client: ClientInfo | None = None,
     ) -> None:
-        """Erase an account with its sessions and tokens.
+        """Erase an account with its sessions and tokens. ``if_match`` as in ``update``.
 
         Raises:
             NotFound: absent, or not the caller's to see.
+            PreconditionFailed: the user changed since the caller read it.
             LastSuperuser: it is the last active superuser.
         """
         if not _visible(actor, user_id):
@@ -319,6 +325,8 @@ class UserService:
             user = await uow.users.get_for_update(user_id)
             if user is None:
                 raise NotFound()
+            if if_match is not None and user.version not in if_match:
+                raise PreconditionFailed()
             if user.is_superuser and user.is_active and superusers == [user.id]:
                 raise LastSuperuser()
             sessions = await uow.auth_sessions.ids_for_user(user.id)

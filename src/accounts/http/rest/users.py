@@ -157,11 +157,18 @@ async def update_me(
 @router.delete(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 409),
+    responses=problems(401, 409, 412),
     summary="Delete the caller's account",
 )
-async def delete_me(principal: PrincipalDep, users: UserServiceDep) -> Response:
-    await users.delete(principal.user, principal.user.id, client=principal.client)
+async def delete_me(
+    principal: PrincipalDep, users: UserServiceDep, if_match: IfMatchHeader = None
+) -> Response:
+    await users.delete(
+        principal.user,
+        principal.user.id,
+        if_match=parse_if_match(if_match),
+        client=principal.client,
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -217,11 +224,16 @@ async def update_user(
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 404, 409),
+    responses=problems(401, 404, 409, 412),
     summary="Delete a user",
 )
 async def delete_user(
-    user_id: uuid.UUID, principal: PrincipalDep, users: UserServiceDep
+    user_id: uuid.UUID,
+    principal: PrincipalDep,
+    users: UserServiceDep,
+    if_match: IfMatchHeader = None,
 ) -> Response:
-    await users.delete(principal.user, user_id, client=principal.client)
+    await users.delete(
+        principal.user, user_id, if_match=parse_if_match(if_match), client=principal.client
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
