@@ -859,6 +859,31 @@ async def test_reading_a_malformed_user_id_gets_422(client: httpx.AsyncClient, b
     assert "user_id" in error_fields(errors)
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda id_: f"urn:uuid:{id_}",
+        lambda id_: f"{{{id_}}}",
+        lambda id_: id_.replace("-", ""),
+        lambda id_: f" {id_}",
+    ],
+    ids=["urn", "braces", "no-hyphens", "leading-space"],
+)
+async def test_reading_myself_by_a_non_canonical_spelling_of_my_id_gets_422(
+    client: httpx.AsyncClient, spelling: Any
+) -> None:
+    ada = await account(client)
+    response = await client.get(f"{USERS}/{spelling(ada.id)}", headers=ada.headers)
+    assert "user_id" in error_fields(validation_errors(response))
+
+
+async def test_an_id_in_upper_case_hex_digits_is_the_same_id(client: httpx.AsyncClient) -> None:
+    ada = await account(client)
+    response = await client.get(f"{USERS}/{ada.id.upper()}", headers=ada.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == ada.id
+
+
 async def test_superuser_reading_a_nonexistent_user_gets_404(
     client: httpx.AsyncClient, container: Container
 ) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from accounts.domain.audit import AuditEventType
 from accounts.http.dependencies import AuditServiceDep, PrincipalDep, single_valued
-from accounts.http.rest.schemas import AuditEventList, AuditEventRead, problems
+from accounts.http.rest.schemas import AuditEventList, AuditEventRead, ResourceId, problems
 
 router = APIRouter(prefix="/api/v1/audit-events", tags=["audit"])
 
@@ -24,7 +23,7 @@ router = APIRouter(prefix="/api/v1/audit-events", tags=["audit"])
 async def list_audit_events(
     principal: PrincipalDep,
     audit: AuditServiceDep,
-    user_id: uuid.UUID | None = None,
+    user_id: ResourceId | None = None,
     type: AuditEventType | None = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,

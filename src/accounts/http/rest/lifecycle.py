@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, Response, status
 
 from accounts.http.dependencies import (
@@ -17,6 +15,7 @@ from accounts.http.rest.schemas import (
     OneTimeTokenBody,
     PasswordResetConfirm,
     PasswordResetRequest,
+    ResourceId,
     SessionRead,
     UserRead,
     problems,
@@ -101,7 +100,7 @@ async def list_sessions(principal: PrincipalDep, sessions: SessionServiceDep) ->
     summary="End one of the caller's sessions",
 )
 async def revoke_session(
-    session_id: uuid.UUID, principal: PrincipalDep, sessions: SessionServiceDep
+    session_id: ResourceId, principal: PrincipalDep, sessions: SessionServiceDep
 ) -> Response:
     await sessions.revoke(principal, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -10,8 +10,10 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic_core import PydanticCustomError
 
+from accounts.domain.ids import parse_id
 from accounts.domain.users import (
     EMAIL_MAX_LENGTH,
     NAME_MAX_LENGTH,
@@ -49,6 +51,21 @@ NewPassword = Annotated[
 # A password being checked, not set: only bounded, so it is never hashed when huge.
 GivenPassword = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
 OpaqueToken = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+def _canonical_id(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return parse_id(value)
+        except ValueError:
+            raise PydanticCustomError(
+                "uuid_parsing", "Input should be a UUID in canonical hyphenated form"
+            ) from None
+    return value
+
+
+# An id in a path or a query: only the canonical spelling (domain/ids.py says why).
+ResourceId = Annotated[uuid.UUID, BeforeValidator(_canonical_id)]
 
 
 class RequestModel(BaseModel):

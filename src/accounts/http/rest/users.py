@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -17,6 +16,7 @@ from accounts.http.dependencies import (
 from accounts.http.rest.schemas import (
     PLAIN_TEXT_PATTERN,
     PasswordChange,
+    ResourceId,
     SelfUpdate,
     UserCreate,
     UserList,
@@ -188,7 +188,9 @@ async def change_password(
 @router.get(
     "/{user_id}", response_model=UserRead, responses=problems(401, 404), summary="Read a user"
 )
-async def read_user(user_id: uuid.UUID, principal: PrincipalDep, users: UserServiceDep) -> Response:
+async def read_user(
+    user_id: ResourceId, principal: PrincipalDep, users: UserServiceDep
+) -> Response:
     return _user_response(await users.get(principal.user, user_id))
 
 
@@ -199,7 +201,7 @@ async def read_user(user_id: uuid.UUID, principal: PrincipalDep, users: UserServ
     summary="Update a user",
 )
 async def update_user(
-    user_id: uuid.UUID,
+    user_id: ResourceId,
     body: UserUpdate,
     principal: PrincipalDep,
     users: UserServiceDep,
@@ -228,7 +230,7 @@ async def update_user(
     summary="Delete a user",
 )
 async def delete_user(
-    user_id: uuid.UUID,
+    user_id: ResourceId,
     principal: PrincipalDep,
     users: UserServiceDep,
     if_match: IfMatchHeader = None,
