@@ -187,9 +187,10 @@ class AuthService:
 
         Raises:
             NotAuthenticated: unknown, expired or spent token; revoked session; inactive user.
+            InvalidInput: the token is empty.
             RateLimited: too many refreshes from this address.
         """
-        _bounded("refresh_token", refresh_token, OPAQUE_TOKEN_MAX_LENGTH)
+        _presented_refresh_token(refresh_token)
         await self._limits.refresh(client.ip)
         now = utcnow()
         async with self._uow(write=True) as uow:
@@ -257,9 +258,9 @@ class AuthService:
 
         Raises:
             NotAuthenticated: the token is unknown, or its session already ended.
-            InvalidInput: the token is empty or longer than any we issue.
+            InvalidInput: the token is empty.
         """
-        _bounded("refresh_token", refresh_token, OPAQUE_TOKEN_MAX_LENGTH)
+        _presented_refresh_token(refresh_token)
         now = utcnow()
         async with self._uow(write=True) as uow:
             stored = await uow.refresh_tokens.get_by_hash(hash_token(refresh_token))
@@ -362,6 +363,17 @@ def _new_refresh_token(session: AuthSession, now: dt.datetime) -> tuple[str, Ref
         expires_at=session.expires_at,
         used_at=None,
     )
+
+
+def _presented_refresh_token(value: str) -> None:
+    """Refuse an empty refresh token as bad input, and one longer than any we issue as
+    what it is: not one of ours (an access token pasted in its place, say), a 401.
+
+    Raises: InvalidInput when empty; NotAuthenticated when oversized.
+    """
+    if len(value) > OPAQUE_TOKEN_MAX_LENGTH:
+        raise NotAuthenticated("Invalid refresh token.")
+    _bounded("refresh_token", value, OPAQUE_TOKEN_MAX_LENGTH)
 
 
 def _bounded(field: str, value: str, max_length: int) -> None:

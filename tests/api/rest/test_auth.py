@@ -162,6 +162,19 @@ async def test_token_endpoint_accepts_the_form_without_grant_type(
     assert_token_pair(response)
 
 
+@pytest.mark.parametrize("grant_type", ["client_credentials", "refresh_token", "Password"])
+async def test_token_endpoint_refuses_a_grant_other_than_password(
+    client: httpx.AsyncClient, grant_type: str
+) -> None:
+    user = await register(client)
+    response = await client.post(
+        TOKEN_URL,
+        data={"grant_type": grant_type, "username": user["email"], "password": PASSWORD},
+    )
+    assert response.status_code == 422, response.text
+    assert ["body", "grant_type"] in [error["loc"] for error in response.json()["errors"]]
+
+
 async def test_login_with_json_returns_a_token_pair(client: httpx.AsyncClient) -> None:
     user = await register(client)
     response = await client.post(LOGIN_URL, json={"email": user["email"], "password": PASSWORD})
@@ -668,6 +681,21 @@ async def test_refresh_token_used_as_a_bearer_token_is_rejected(
     ada = await account(client)
     assert_unauthorized(await client.get(ME_URL, headers=bearer(ada.refresh_token)))
     # Still a good refresh token afterwards: nothing was spent or revoked.
+    assert_token_pair(await refresh(client, ada.refresh_token))
+
+
+@pytest.mark.parametrize("endpoint", [REFRESH_URL, LOGOUT_URL])
+async def test_an_access_token_sent_as_a_refresh_token_gets_401(
+    client: httpx.AsyncClient, endpoint: str
+) -> None:
+    ada = await account(client)
+    # Longer than any refresh token we issue: once a 422 naming the length, now what
+    # it is, a token that is not ours.
+    assert len(ada.access_token) > 512
+    response = await client.post(endpoint, json={"refresh_token": ada.access_token})
+    assert_unauthorized(response)
+    assert response.json()["detail"] == "Invalid refresh token."
+    # The session was neither spent nor revoked.
     assert_token_pair(await refresh(client, ada.refresh_token))
 
 

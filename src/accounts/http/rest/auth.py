@@ -45,12 +45,13 @@ async def token(
     auth: AuthServiceDep,
     client: ClientInfoDep,
     response: Response,
-    grant_type: Annotated[str | None, Form(max_length=64)] = None,
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
     scope: Annotated[str, Form(max_length=1024)] = "",
 ) -> TokenPairRead:
     # The OAuth2 password grant's form (RFC 6749 §4.3), as Swagger UI's Authorize
-    # sends it, with the same bounds as the JSON login. grant_type, scope, client_id
-    # and client_secret are accepted and ignored, as FastAPI's own lenient form does.
+    # sends it, with the same bounds as the JSON login. As in FastAPI's own lenient
+    # form, grant_type may be left out but, if given, must be "password": this
+    # endpoint grants nothing else. scope, client_id and client_secret are ignored.
     return _pair(await auth.login(username, password, client), response)
 
 

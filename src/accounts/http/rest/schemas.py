@@ -51,6 +51,9 @@ NewPassword = Annotated[
 # A password being checked, not set: only bounded, so it is never hashed when huge.
 GivenPassword = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
 OpaqueToken = Annotated[str, Field(min_length=1, max_length=512)]
+# A refresh token as presented: one longer than any we issue (an access token sent in
+# its place, say) is not ours, a 401 from the service rather than a 422 here.
+PresentedRefreshToken = Annotated[str, Field(min_length=1, max_length=8192)]
 
 
 def _canonical_id(value: object) -> object:
@@ -111,7 +114,7 @@ class LoginRequest(RequestModel):
 
 
 class RefreshRequest(RequestModel):
-    refresh_token: OpaqueToken
+    refresh_token: PresentedRefreshToken
 
 
 class OneTimeTokenBody(RequestModel):
