@@ -87,3 +87,8 @@ async def superuser(
         access_token=tokens["access_token"],
         refresh_token=tokens["refresh_token"],
     )
+
+
+def full_width(text: str) -> str:
+    """``text`` in full-width forms (U+FF01-FF5E), which NFKC maps back to ASCII."""
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)

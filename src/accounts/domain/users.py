@@ -76,6 +76,17 @@ def normalize_name(value: str) -> str:
     return value
 
 
+def normalize_password(password: str) -> str:
+    """The form a password is hashed and screened in: Unicode NFKC.
+
+    NIST SP 800-63B asks for it: the same password typed on two systems that encode
+    accents differently ("é" as one code point, or "e" and a combining accent), or
+    with full-width letters, is the same password. Length is checked on the password
+    as typed.
+    """
+    return unicodedata.normalize("NFKC", password)
+
+
 def check_password(value: str) -> str:
     """Check a new password's length (NIST SP 800-63B: length, no composition rules)."""
     if len(value) < PASSWORD_MIN_LENGTH:
@@ -92,7 +103,7 @@ def check_password_policy(password: str, *, email: str, name: str, common: Conta
 
     NIST SP 800-63B asks for exactly this screening (and no composition rules).
     """
-    folded = password.casefold()
+    folded = normalize_password(password).casefold()
     if folded in common:
         raise ValueError("is one of the most common passwords; choose another")
     if folded in {email.casefold(), email.split("@", 1)[0].casefold()}:

@@ -19,6 +19,8 @@ from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from accounts.domain.users import normalize_password
+
 
 @dataclass(frozen=True, slots=True)
 class HashParameters:
@@ -63,7 +65,9 @@ class PasswordHasher:
 
     async def hash(self, password: str) -> str:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._argon2.hash, password)
+        return await loop.run_in_executor(
+            self._pool, self._argon2.hash, normalize_password(password)
+        )
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """True when ``password`` matches; with no hash, spend the same time and say False."""
@@ -73,6 +77,15 @@ class PasswordHasher:
         return matched and password_hash is not None
 
     def _verify_sync(self, password_hash: str, password: str) -> bool:
+        normalized = normalize_password(password)
+        if self._matches(password_hash, normalized):
+            return True
+        # Hashes made before passwords were normalised hold the password as typed.
+        # Only a password that normalisation changes costs a second verify, and an
+        # unknown email (the dummy hash) pays the same.
+        return normalized != password and self._matches(password_hash, password)
+
+    def _matches(self, password_hash: str, password: str) -> bool:
         try:
             return self._argon2.verify(password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):

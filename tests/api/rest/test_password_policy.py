@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from accounts.security.common_passwords import load_common_passwords
 from tests.conftest import SmtpSink
-from tests.factories import PASSWORD, bearer, login, register, unique_email
+from tests.factories import PASSWORD, bearer, full_width, login, register, unique_email
 from tests.lifecycle_helpers import LOGIN, ME, PROBLEM_JSON, RESET_CONFIRM, reset_mail
 
 Smtp = tuple[SmtpSink, int]
@@ -34,6 +34,8 @@ Candidate = Callable[[Person], str]
 REFUSED: dict[str, tuple[Candidate, str]] = {
     "common-password1": (lambda person: "password1", "common"),
     "common-qwerty123": (lambda person: "qwerty123", "common"),
+    # Full-width letters and digits: the same password once normalised (NFKC).
+    "common-password1-full-width": (lambda person: full_width("password1"), "common"),
     "the-email": (lambda person: person.email, "email"),
     "the-email-upper-case": (lambda person: person.email.upper(), "email"),
     "the-email-local-part": (lambda person: person.email.split("@")[0], "email"),
