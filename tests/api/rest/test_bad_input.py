@@ -468,7 +468,7 @@ async def assert_password_stored_verbatim(
         assert [row["email"] for row in changes.added["users"]] == [email]
     else:
         (user_changes,) = changes.changed["users"].values()
-        assert set(user_changes) == {"password_hash", "updated_at"}, user_changes
+        assert set(user_changes) == {"password_hash", "version", "updated_at"}, user_changes
         # Restore the world's credentials for the rows that follow.
         world.user = await account(world.client)
 
@@ -576,7 +576,7 @@ def assert_stored_verbatim(
     assert set(changes.changed) == {"users"}, changes
     (columns,) = changes.changed["users"].values()
     if field_name in PASSWORD_FIELDS:
-        assert set(columns) == {"password_hash", "updated_at"}, columns
+        assert set(columns) == {"password_hash", "version", "updated_at"}, columns
         return
     keys = {"name": {"name", "name_key"}, "email": {"email", "email_key"}}[field_name]
     assert set(columns) - {"version", "updated_at", "email_verified"} == keys, columns
