@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from cross_web import HTTPException
+from typing import Any
+
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLRequestData
 from strawberry.types.unset import UNSET
 
 from accounts.http.dependencies import BearerTokenDep, ClientInfoDep, ContainerDep
+from accounts.http.graphql import body
 from accounts.http.graphql.context import GraphQLContext
 from accounts.http.graphql.schema import build_schema
 from accounts.http.problems import http_problem, request_id_of
@@ -37,6 +41,18 @@ class ProblemGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
             if not isinstance(request, Request):
                 raise
             return http_problem(exc.status_code, exc.reason, request_id_of(request))
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # Every JSON the view decodes (the body, or a GET's variables) comes through here.
+        return body.parse_json(data)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        parsed = await super().parse_http_body(request)
+        if isinstance(parsed, GraphQLRequestData):
+            body.check_operation_name(parsed)
+        return parsed
 
 
 def build_router() -> GraphQLRouter[GraphQLContext, None]:

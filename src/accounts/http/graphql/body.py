@@ -1,0 +1,46 @@
+"""The body of a GraphQL request over HTTP: what Strawberry's view may assume of it.
+
+Strawberry's view decodes the body and then reads it as a JSON object (``data.get``)
+without checking that it is one: a body of ``null``, ``"str"``, a number or a boolean
+raised ``AttributeError`` there, a 500. The router decodes with ``parse_json`` below,
+so that whatever Strawberry goes on to read is an object (or a list, which it refuses
+itself as a batch), and checks the one member Strawberry passes on unchecked,
+``operationName``. Anything else is a 400 problem, as ``{}`` is.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cross_web import HTTPException
+from strawberry.http import GraphQLRequestData
+
+NOT_JSON = "Unable to parse request body as JSON"  # Strawberry's own words for it
+NOT_AN_OBJECT = "The GraphQL request must be a JSON object."
+# Worded as Strawberry words its own checks of ``query`` and ``variables``.
+BAD_OPERATION_NAME = (
+    "The GraphQL operation's `operationName` must be a string or null, if provided."
+)
+
+
+def parse_json(data: str | bytes) -> dict[str, Any] | list[Any]:
+    """A decoded request (or, in a GET, its variables): an object or a list.
+
+    Raises:
+        HTTPException: 400, when it is not JSON, or not an object or a list.
+    """
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError:
+        raise HTTPException(400, NOT_JSON) from None
+    if not isinstance(value, dict | list):
+        raise HTTPException(400, NOT_AN_OBJECT)
+    return value
+
+
+def check_operation_name(request: GraphQLRequestData) -> None:
+    """Raises: HTTPException: 400, an ``operationName`` that is not a string or null
+    (Strawberry would look it up as it is: 'Unknown operation named "5"')."""
+    if not isinstance(request.operation_name, str | None):
+        raise HTTPException(400, BAD_OPERATION_NAME)

@@ -1,0 +1,49 @@
+"""/graphql as an HTTP endpoint: the bodies it refuses before any GraphQL runs.
+
+A request that is not a GraphQL request at all (a body that is not a JSON object, an
+``operationName`` that cannot name an operation) is refused as every other error of
+the service is: a 4xx ``application/problem+json``, never a 500. Bodies are sent
+raw, as a client could send them, through the real app on a real database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+GRAPHQL = "/graphql"
+
+
+async def post_raw(client: httpx.AsyncClient, raw: bytes) -> httpx.Response:
+    return await client.post(GRAPHQL, content=raw, headers={"Content-Type": "application/json"})
+
+
+def assert_problem(response: httpx.Response, status: int = 400) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status
+    assert problem["request_id"] == response.headers["x-request-id"]
+    return problem
+
+
+@pytest.mark.parametrize("raw", [b"null", b'"str"', b"1", b"1.5", b"true", b"false"])
+async def test_a_body_that_is_json_but_not_an_object_is_a_400_problem(
+    client: httpx.AsyncClient, raw: bytes
+) -> None:
+    problem = assert_problem(await post_raw(client, raw))
+
+    assert problem["detail"] == "The GraphQL request must be a JSON object."
+
+
+@pytest.mark.parametrize("name", ["5", "true", '["A"]', '{"name": "A"}'])
+async def test_an_operation_name_that_is_not_a_string_is_a_400_problem(
+    client: httpx.AsyncClient, name: str
+) -> None:
+    raw = b'{"query": "query A { __typename }", "operationName": ' + name.encode() + b"}"
+
+    problem = assert_problem(await post_raw(client, raw))
+
+    assert "operationName" in problem["detail"]
