@@ -47,3 +47,37 @@ async def test_an_operation_name_that_is_not_a_string_is_a_400_problem(
     problem = assert_problem(await post_raw(client, raw))
 
     assert "operationName" in problem["detail"]
+
+
+# A lone surrogate is not text: JSON can spell one ("\ud800"), UTF-8 cannot carry it.
+# Wherever it is in the request it is refused with the request, before anything (the
+# problem renderer included, which could not encode it) sees it.
+LONE_SURROGATE_BODIES = {
+    "operationName": rb'{"query": "{ me { id } }", "operationName": "\ud800"}',
+    "query": rb'{"query": "{ me { id } } \ud800"}',
+    "a variable's name": rb'{"query": "{ __typename }", "variables": {"\ud800": 1}}',
+    "a variable's value": (
+        rb'{"query": "query($id: ID!) { user(id: $id) { id } }", "variables": {"id": "\ud800"}}'
+    ),
+    "extensions": rb'{"query": "{ __typename }", "extensions": {"a": "\udfff"}}',
+    "a surrogate as raw UTF-8 bytes": (
+        b'{"query": "{ __typename }", "variables": {"a": "\xed\xa0\x80"}}'
+    ),
+}
+
+
+@pytest.mark.parametrize("raw", LONE_SURROGATE_BODIES.values(), ids=LONE_SURROGATE_BODIES.keys())
+async def test_a_lone_surrogate_anywhere_in_the_request_is_a_400_problem(
+    client: httpx.AsyncClient, raw: bytes
+) -> None:
+    problem = assert_problem(await post_raw(client, raw))
+
+    assert problem["detail"] == "Unable to parse request body as JSON"
+
+
+async def test_a_surrogate_pair_is_text_and_goes_through(client: httpx.AsyncClient) -> None:
+    raw = rb'{"query": "{ me { id } }", "operationName": "\ud83d\ude00"}'
+
+    problem = assert_problem(await post_raw(client, raw))
+
+    assert problem["detail"] == 'Unknown operation named "\U0001f600".'

@@ -6,13 +6,17 @@ raised ``AttributeError`` there, a 500. The router decodes with ``parse_json`` b
 so that whatever Strawberry goes on to read is an object (or a list, which it refuses
 itself as a batch), and checks the one member Strawberry passes on unchecked,
 ``operationName``. Anything else is a 400 problem, as ``{}`` is.
+
+A body whose strings are not text (a lone surrogate, which JSON can spell as
+``"\ud800"`` but UTF-8 cannot carry) is malformed wherever the string is: echoed back in
+"Unknown operation named ..." it made the problem renderer raise ``TypeError``.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from strawberry.http import GraphQLRequestData
 
@@ -31,8 +35,10 @@ def parse_json(data: str | bytes) -> dict[str, Any] | list[Any]:
         HTTPException: 400, when it is not JSON, or not an object or a list.
     """
     try:
-        value = json.loads(data)
-    except json.JSONDecodeError:
+        # orjson, not Strawberry's json.loads, which lets lone surrogates through to
+        # the problem renderer, the logs and the database.
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
         raise HTTPException(400, NOT_JSON) from None
     if not isinstance(value, dict | list):
         raise HTTPException(400, NOT_AN_OBJECT)
