@@ -81,3 +81,47 @@ async def test_a_surrogate_pair_is_text_and_goes_through(client: httpx.AsyncClie
     problem = assert_problem(await post_raw(client, raw))
 
     assert problem["detail"] == 'Unknown operation named "\U0001f600".'
+
+
+# --- nesting -----------------------------------------------------------------------------
+
+
+def nested_lists(levels: int) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+def request_with_variable(value: bytes) -> bytes:
+    return b'{"query": "{ __typename }", "variables": {"v": ' + value + b"}}"
+
+
+TOO_DEEP = "The GraphQL request nests more than 32 levels deep."
+TOO_DEEP_BODIES = {
+    "the body": nested_lists(1000),
+    "a variable": request_with_variable(nested_lists(1000)),
+    "one level over": request_with_variable(nested_lists(31)),  # + the request, variables
+    "objects": request_with_variable(b'{"a":' * 100 + b"1" + b"}" * 100),
+    "extensions": b'{"query": "{ __typename }", "extensions": {"e": ' + nested_lists(100) + b"}}",
+}
+
+
+@pytest.mark.parametrize("raw", TOO_DEEP_BODIES.values(), ids=TOO_DEEP_BODIES.keys())
+async def test_json_nested_too_deep_is_a_400_problem(client: httpx.AsyncClient, raw: bytes) -> None:
+    problem = assert_problem(await post_raw(client, raw))
+
+    assert problem["detail"] == TOO_DEEP
+
+
+async def test_json_nested_past_what_the_parser_takes_is_a_400_problem(
+    client: httpx.AsyncClient,
+) -> None:
+    # Past orjson's own limit (1,024 levels) the body is malformed, as for any parser.
+    problem = assert_problem(await post_raw(client, request_with_variable(nested_lists(2000))))
+
+    assert problem["detail"] == "Unable to parse request body as JSON"
+
+
+async def test_json_nested_32_levels_deep_is_a_request(client: httpx.AsyncClient) -> None:
+    response = await post_raw(client, request_with_variable(nested_lists(30)))
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"__typename": "Query"}}

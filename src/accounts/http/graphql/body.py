@@ -10,6 +10,12 @@ itself as a batch), and checks the one member Strawberry passes on unchecked,
 A body whose strings are not text (a lone surrogate, which JSON can spell as
 ``"\ud800"`` but UTF-8 cannot carry) is malformed wherever the string is: echoed back in
 "Unknown operation named ..." it made the problem renderer raise ``TypeError``.
+
+Nesting is bounded too. Strawberry's ``json.loads`` recursed once per level and
+raised ``RecursionError`` (a 500) near a thousand; orjson stops at 1,024 itself, but a
+value nested that deep still breaks whatever recurses over it later (``repr``, a
+log line). No request of this API nests deeper than four levels (the request, its
+variables, an input object, a value), so more than ``MAX_NESTING`` is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from strawberry.http import GraphQLRequestData
 
 NOT_JSON = "Unable to parse request body as JSON"  # Strawberry's own words for it
 NOT_AN_OBJECT = "The GraphQL request must be a JSON object."
+MAX_NESTING = 32
+TOO_DEEP = f"The GraphQL request nests more than {MAX_NESTING} levels deep."
 # Worded as Strawberry words its own checks of ``query`` and ``variables``.
 BAD_OPERATION_NAME = (
     "The GraphQL operation's `operationName` must be a string or null, if provided."
@@ -32,7 +40,8 @@ def parse_json(data: str | bytes) -> dict[str, Any] | list[Any]:
     """A decoded request (or, in a GET, its variables): an object or a list.
 
     Raises:
-        HTTPException: 400, when it is not JSON, or not an object or a list.
+        HTTPException: 400, when it is not JSON, not an object or a list, or nested
+            more than ``MAX_NESTING`` levels deep.
     """
     try:
         # orjson, not Strawberry's json.loads, which lets lone surrogates through to
@@ -42,7 +51,22 @@ def parse_json(data: str | bytes) -> dict[str, Any] | list[Any]:
         raise HTTPException(400, NOT_JSON) from None
     if not isinstance(value, dict | list):
         raise HTTPException(400, NOT_AN_OBJECT)
+    if not _nests_within(value, MAX_NESTING):
+        raise HTTPException(400, TOO_DEEP)
     return value
+
+
+def _nests_within(value: dict[str, Any] | list[Any], levels: int) -> bool:
+    """Whether ``value`` has at most ``levels`` levels of arrays and objects, found
+    without recursion (walking a too-deep value recursively is what must not happen)."""
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if level > levels:
+            return False
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return True
 
 
 def check_operation_name(request: GraphQLRequestData) -> None:
