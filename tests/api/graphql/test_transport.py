@@ -1,4 +1,5 @@
-"""/graphql as an HTTP endpoint: the bodies it refuses before any GraphQL runs.
+"""/graphql as an HTTP endpoint: the bodies it refuses before any GraphQL runs, and
+the WebSocket upgrade it does not serve.
 
 A request that is not a GraphQL request at all (a body that is not a JSON object, an
 ``operationName`` that cannot name an operation) is refused as every other error of
@@ -8,10 +9,13 @@ raw, as a client could send them, through the real app on a real database.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from starlette.types import Message, Scope
 
 GRAPHQL = "/graphql"
 
@@ -125,3 +129,53 @@ async def test_json_nested_32_levels_deep_is_a_request(client: httpx.AsyncClient
 
     assert response.status_code == 200, response.text
     assert response.json() == {"data": {"__typename": "Query"}}
+
+
+# --- WebSocket ---------------------------------------------------------------------------
+
+
+async def websocket_handshake(app: FastAPI, path: str) -> list[Message]:
+    """What the app sends back for a WebSocket upgrade at ``path``, driven over ASGI as
+    a server drives it: ``websocket.close`` before any accept is the server's 403."""
+    incoming: list[Message] = [{"type": "websocket.connect"}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"connection", b"Upgrade"),
+            (b"upgrade", b"websocket"),
+            (b"sec-websocket-version", b"13"),
+            (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+            (b"sec-websocket-protocol", b"graphql-transport-ws"),
+        ],
+        "subprotocols": ["graphql-transport-ws"],
+        "state": {},
+    }
+    await asyncio.wait_for(app(scope, receive, send), timeout=10)
+    return sent
+
+
+async def test_a_websocket_upgrade_is_refused_as_at_any_other_path(app: FastAPI) -> None:
+    """Subscriptions are not part of the API: the upgrade is closed before it is
+    accepted (a 403 from the server), as at a path that serves no WebSocket."""
+    answer = await websocket_handshake(app, GRAPHQL)
+
+    assert [message["type"] for message in answer] == ["websocket.close"]
+    assert answer == await websocket_handshake(app, "/api/v1/users/me")

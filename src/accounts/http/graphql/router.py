@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from fastapi.routing import APIWebSocketRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -27,7 +28,18 @@ async def get_context(
 
 class ProblemGraphQLRouter(GraphQLRouter[GraphQLContext, None]):
     """Strawberry's router, with its own HTTP errors (a query over GET, a body that is
-    not JSON) answered as problem details like every other error of the service."""
+    not JSON) answered as problem details like every other error of the service, and
+    without its WebSocket route."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Subscriptions are not part of the API, but Strawberry serves WebSockets at the
+        # same path, and our context's dependencies take a Request a WebSocket is not:
+        # an upgrade failed there with a TypeError (a 500 and a traceback). Without the
+        # route, /graphql refuses an upgrade as every other path does (403).
+        self.routes[:] = [
+            route for route in self.routes if not isinstance(route, APIWebSocketRoute)
+        ]
 
     async def run(  # type: ignore[override]
         self,
