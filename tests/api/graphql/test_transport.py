@@ -2,8 +2,9 @@
 the WebSocket upgrade it does not serve.
 
 A request that is not a GraphQL request at all (a body that is not a JSON object, an
-``operationName`` that cannot name an operation) is refused as every other error of
-the service is: a 4xx ``application/problem+json``, never a 500. Bodies are sent
+``operationName`` that cannot name an operation, a document that does not say which of
+its operations to run) is refused as every other error of the service is: a 4xx
+``application/problem+json``, never a 500. Bodies are sent
 raw, as a client could send them, through the real app on a real database.
 """
 
@@ -16,6 +17,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.types import Message, Scope
+
+from tests.factories import Account, account
+from tests.graphql_helpers import data_of
 
 GRAPHQL = "/graphql"
 
@@ -85,6 +89,70 @@ async def test_a_surrogate_pair_is_text_and_goes_through(client: httpx.AsyncClie
     problem = assert_problem(await post_raw(client, raw))
 
     assert problem["detail"] == 'Unknown operation named "\U0001f600".'
+
+
+# --- choosing the operation ------------------------------------------------------------
+# A document of several operations must say which one to run (GraphQL spec,
+# GetOperation); without an operationName it is refused as an unknown one is.
+
+TWO_OPERATIONS = (
+    "mutation Out($token: String!) { logout(refreshToken: $token) } query Me { me { id } }"
+)
+
+
+async def post_operation(
+    client: httpx.AsyncClient, caller: Account, operation_name: str | None = None
+) -> httpx.Response:
+    payload: dict[str, Any] = {
+        "query": TWO_OPERATIONS,
+        "variables": {"token": caller.refresh_token},
+    }
+    if operation_name is not None:
+        payload["operationName"] = operation_name
+    return await client.post(GRAPHQL, json=payload, headers=caller.headers)
+
+
+async def test_several_operations_without_an_operation_name_are_refused_and_none_runs(
+    client: httpx.AsyncClient,
+) -> None:
+    caller = await account(client)
+
+    problem = assert_problem(await post_operation(client, caller))
+
+    assert problem["detail"] == (
+        "Must provide operation name if query contains multiple operations."
+    )
+    # The first operation, the logout, did not run: the session is still live.
+    me = await client.post(GRAPHQL, json={"query": "{ me { id } }"}, headers=caller.headers)
+    assert me.json() == {"data": {"me": {"id": caller.id}}}
+
+
+async def test_an_unknown_operation_name_is_refused_alike(client: httpx.AsyncClient) -> None:
+    caller = await account(client)
+
+    problem = assert_problem(await post_operation(client, caller, "Nope"))
+
+    assert problem["detail"] == 'Unknown operation named "Nope".'
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [("Me", "me"), ("Out", "logout")], ids=["the second", "the first"]
+)
+async def test_the_named_operation_of_several_runs(
+    client: httpx.AsyncClient, name: str, data: str
+) -> None:
+    caller = await account(client)
+
+    response = await post_operation(client, caller, name)
+
+    assert response.status_code == 200, response.text
+    assert list(data_of(response.json())) == [data]
+
+
+async def test_a_lone_operation_needs_no_name(client: httpx.AsyncClient) -> None:
+    response = await client.post(GRAPHQL, json={"query": "query Only { __typename }"})
+
+    assert response.json() == {"data": {"__typename": "Query"}}
 
 
 # --- nesting -----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from strawberry.types import ExecutionContext, Info
 from accounts.domain.errors import FieldError, InvalidInput
 from accounts.domain.pagination import UserSort
 from accounts.http.graphql.context import GraphQLContext
+from accounts.http.graphql.documents import OperationChoice
 from accounts.http.graphql.errors import DomainErrorExtension
 from accounts.http.graphql.types import (
     AuditEvent,
@@ -251,6 +252,7 @@ def build_schema() -> strawberry.Schema:
         extensions=[
             # Factories, not instances: Strawberry makes one per operation.
             partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+            OperationChoice,
             OperationLimits,
             # A client repeats the same few documents: validate each once. (Not
             # ParserCache: its syntax errors bypass DomainErrorExtension's codes.)
