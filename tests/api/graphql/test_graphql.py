@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from graphql import get_introspection_query
 from sqlalchemy import event, text
 
 from accounts.bootstrap import Container
@@ -37,6 +38,13 @@ from tests.factories import (
 from tests.graphql_helpers import data_of, the_error
 
 GRAPHQL = "/graphql"
+INTROSPECTION_OPTIONS = (
+    "specified_by_url",
+    "directive_is_repeatable",
+    "schema_description",
+    "input_value_deprecation",
+    "one_of",
+)
 USER_SELECTION = "id email name isActive isSuperuser emailVerified createdAt updatedAt"
 PAIR_SELECTION = "accessToken tokenType expiresIn refreshToken"
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
@@ -1006,8 +1014,9 @@ async def test_change_password_without_a_token_is_unauthenticated(
 # --- limits ----------------------------------------------------------------------------
 #
 # Depth. No *valid* query on this schema can exceed 10 levels: the deepest selection
-# is users > edges > node > field (3), fragment spreads add no depth, and
-# introspection fields (__schema, __type) are exempt from the count. The limit is a
+# is users > edges > node > field (3), fragment spreads add no depth, and what
+# introspection fields (__schema, __type) select is held to a limit of its own (20,
+# room for the standard introspection query's 14). The limit is a
 # validation rule, so it sees the document before anything runs: a selection chained
 # under a scalar (invalid in itself) still has a depth. The depth refusal is told apart
 # from the "no subfields" error by its own message, with a 10-deep query of the same
@@ -1049,6 +1058,66 @@ async def test_a_query_deeper_than_10_levels_is_refused_before_execution(
         )["register"]["email"]
         == email
     )
+
+
+def introspection_of_depth(depth: int) -> str:
+    """``__type`` with a chain of ``depth`` - 1 ``ofType`` below it (counted as above)."""
+    return '{ __type(name: "Query") { ' + "ofType { " * (depth - 1) + "name" + " }" * depth + " }"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"descriptions": False}, dict.fromkeys(INTROSPECTION_OPTIONS, True)],
+    ids=["default", "no descriptions", "every option"],
+)
+async def test_the_standard_introspection_query_passes_the_depth_limits(
+    client: httpx.AsyncClient, options: dict[str, bool]
+) -> None:
+    data = data_of(await execute(client, get_introspection_query(**options)))
+
+    assert data["__schema"]["queryType"]["name"] == "Query"
+
+
+async def test_introspection_20_levels_deep_passes(client: httpx.AsyncClient) -> None:
+    data = data_of(await execute(client, introspection_of_depth(20)))
+
+    assert data == {"__type": {"ofType": None}}
+
+
+@pytest.mark.parametrize("depth", [21, 100])
+async def test_introspection_deeper_than_20_levels_is_refused(
+    client: httpx.AsyncClient, depth: int
+) -> None:
+    body = await execute(client, introspection_of_depth(depth))
+
+    error = the_error(body)
+    assert error["message"] == "'anonymous' exceeds maximum introspection depth of 20"
+    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert body.get("data") is None
+
+
+async def test_fragments_do_not_hide_the_depth_of_introspection(
+    client: httpx.AsyncClient,
+) -> None:
+    # 1 + 10 x 2 levels, each fragment reaching two below the spread.
+    fragments = " ".join(
+        f"fragment F{n} on __Type {{ ofType {{ ofType {{ ...F{n + 1} }} }} }}" for n in range(10)
+    )
+    query = f"{{ __schema {{ types {{ ...F0 }} }} }} {fragments} fragment F10 on __Type {{ name }}"
+
+    body = await execute(client, query)
+
+    assert the_error(body)["message"] == "'anonymous' exceeds maximum introspection depth of 20"
+
+
+async def test_a_spread_of_an_unknown_fragment_is_an_ordinary_validation_error(
+    client: httpx.AsyncClient,
+) -> None:
+    body = await execute(client, "{ ...Missing }")
+
+    error = the_error(body)
+    assert error["message"] == "Unknown fragment 'Missing'."
+    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
 
 
 async def test_30_aliases_are_allowed(client: httpx.AsyncClient) -> None:

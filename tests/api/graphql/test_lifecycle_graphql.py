@@ -240,6 +240,7 @@ async def test_reset_password_to_a_common_password_is_bad_user_input_on_new_pass
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     # Named as the GraphQL argument is (the service's field is new_password).
     assert error["extensions"]["field"] == "newPassword"
+    assert error["message"].startswith("newPassword ")
     assert "common" in error["message"]
     assert await can_log_in(mail_client, user.email, PASSWORD)
     assert await is_live(mail_client, user.access_token)

@@ -1,9 +1,11 @@
 """Domain errors as GraphQL errors.
 
 The same stable codes REST maps to problem details map here to
-``extensions.code``. GraphQL's own parse and validation errors (including the depth
-and size limits) are ``BAD_USER_INPUT``; anything unexpected is masked to a bare
-``INTERNAL_SERVER_ERROR`` with no message, trace or SQL.
+``extensions.code``. An invalid input is named as the GraphQL argument is, in
+``extensions.field`` and in the message (services name it as REST does). GraphQL's
+own parse and validation errors (including the depth and size limits) are
+``BAD_USER_INPUT``; anything unexpected is masked to a bare ``INTERNAL_SERVER_ERROR``
+with no message, trace or SQL.
 """
 
 from __future__ import annotations
@@ -42,14 +44,43 @@ INTERNAL = "INTERNAL_SERVER_ERROR"
 BAD_USER_INPUT = "BAD_USER_INPUT"
 
 
+# Services name an input as REST does (the body field or query parameter); a GraphQL
+# client must see the argument it sent. Where the names differ by more than case
+# (refresh_token, refreshToken), this says what the argument is called.
+ARGUMENT_NAMES: dict[str, str] = {"q": "query", "cursor": "after", "limit": "first"}
+
+
+def argument_name(service_name: str | int) -> str:
+    name = str(service_name)
+    return ARGUMENT_NAMES.get(name) or to_camel_case(name)
+
+
+def _invalid_input_message(exc: InvalidInput) -> str:
+    """The service's message, naming the argument rather than the service's field.
+
+    Services put the field's name first ("refresh_token must be 1-512 characters");
+    where a message does not ("The cursor is malformed ..."), the argument goes in
+    front of it, so that the message always begins with the argument's name.
+    """
+    name = exc.errors[0].loc[-1]
+    head, _, rest = exc.message.partition(" ")
+    if head == str(name):
+        return f"{argument_name(name)} {rest}"
+    return f"{argument_name(name)}: {exc.message}"
+
+
+def _domain_message(exc: DomainError) -> str:
+    if isinstance(exc, InvalidInput) and exc.errors:
+        return _invalid_input_message(exc)
+    return exc.message
+
+
 def _domain_extensions(exc: DomainError) -> dict[str, Any]:
     extensions: dict[str, Any] = {"code": CODES.get(exc.code, BAD_USER_INPUT)}
     if isinstance(exc, InvalidInput) and exc.errors:
-        # Named as the GraphQL argument is (newPassword), not as the service calls it.
-        extensions["field"] = to_camel_case(str(exc.errors[0].loc[-1]))
+        extensions["field"] = argument_name(exc.errors[0].loc[-1])
         extensions["errors"] = [
-            {"field": to_camel_case(str(error.loc[-1])), "message": error.msg}
-            for error in exc.errors
+            {"field": argument_name(error.loc[-1]), "message": error.msg} for error in exc.errors
         ]
     if isinstance(exc, RateLimited):
         extensions["retryAfter"] = exc.retry_after
@@ -59,7 +90,7 @@ def _domain_extensions(exc: DomainError) -> dict[str, Any]:
 def translate(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, DomainError):
-        message, extensions = original.message, _domain_extensions(original)
+        message, extensions = _domain_message(original), _domain_extensions(original)
     elif original is None or isinstance(original, GraphQLError):
         # Raised by graphql-core itself (syntax, validation, variable and argument
         # coercion, which wraps one GraphQLError in another): its message describes

@@ -18,12 +18,12 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
-from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.types import ExecutionContext, Info
 
 from accounts.domain.errors import FieldError, InvalidInput
 from accounts.domain.pagination import UserSort
 from accounts.http.graphql.context import GraphQLContext
+from accounts.http.graphql.documents import OperationChoice, depth_rule
 from accounts.http.graphql.errors import DomainErrorExtension
 from accounts.http.graphql.types import (
     AuditEvent,
@@ -39,6 +39,10 @@ from accounts.http.graphql.types import (
 from accounts.services.users import MAX_PAGE_SIZE, ListQuery, UserChanges, cursor_for
 
 MAX_DEPTH = 10
+# Introspection is not held to MAX_DEPTH (the standard introspection query, which
+# GraphiQL and client generators send, is 14 deep), but to this: room for tools that
+# ask for a few more levels of ofType, none for a hundred of them.
+MAX_INTROSPECTION_DEPTH = 20
 DEFAULT_PAGE_SIZE = 20
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
@@ -186,7 +190,7 @@ class Mutation:
 # The depth and alias limits as validation rules built once. Strawberry's
 # QueryDepthLimiter and MaxAliasesLimiter build a new rule class for every operation,
 # and ValidationCache keys on the rules: with those, every validation would miss.
-LIMIT_RULES = (max_depth_rule(MAX_DEPTH, None), max_aliases_rule(MAX_ALIASES))
+LIMIT_RULES = (depth_rule(MAX_DEPTH, MAX_INTROSPECTION_DEPTH), max_aliases_rule(MAX_ALIASES))
 # Distinct documents whose validation is remembered; bounded, so that a client
 # sending endless unique queries only churns the caches.
 DOCUMENT_CACHE_SIZE = 256
@@ -251,6 +255,7 @@ def build_schema() -> strawberry.Schema:
         extensions=[
             # Factories, not instances: Strawberry makes one per operation.
             partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+            OperationChoice,
             OperationLimits,
             # A client repeats the same few documents: validate each once. (Not
             # ParserCache: its syntax errors bypass DomainErrorExtension's codes.)

@@ -1,0 +1,262 @@
+"""BAD_USER_INPUT names the GraphQL argument the client sent, never the service's name.
+
+Services name an input as REST does (``q``, ``cursor``, ``limit``, ``refresh_token``,
+``new_password``); a GraphQL client sent ``query``, ``after``, ``first``,
+``refreshToken``, ``newPassword``. Each row below breaks one argument's rule through
+the real API and checks that ``extensions.field``, every ``extensions.errors[].field``
+and the message's first word name that argument, and that it is an argument (or an
+input field) of the field that was asked. A last test checks the table against the
+schema, so that an argument with a rule of its own cannot be left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from accounts.bootstrap import Container
+from tests.factories import PASSWORD, Account, account, superuser, unique_email
+from tests.graphql_helpers import the_error
+
+GRAPHQL = "/graphql"
+LONG_PASSWORD = "p" * 257  # one over the longest password taken
+
+
+@dataclass(frozen=True)
+class Row:
+    field: str  # the root field asked
+    argument: str  # the argument (or input field) whose rule is broken
+    document: str
+    variables: Callable[[Account], dict[str, Any]]
+    who: str = "none"  # "none", "user" or "admin"
+    input_fields: tuple[str, ...] = field(default=())
+
+
+def args(**values: Any) -> Callable[[Account], dict[str, Any]]:
+    return lambda _caller: values
+
+
+ROWS = [
+    Row(
+        "register",
+        "email",
+        'mutation($v: String!) { register(email: $v, password: "a long passphrase",'
+        ' name: "Ada") { id } }',
+        args(v="not an address"),
+    ),
+    Row(
+        "register",
+        "name",
+        'mutation($v: String!, $e: String!) { register(email: $e, password: "a long passphrase",'
+        " name: $v) { id } }",
+        lambda _: {"v": "", "e": unique_email()},
+    ),
+    Row(
+        "register",
+        "password",
+        'mutation($v: String!, $e: String!) { register(email: $e, password: $v, name: "Ada")'
+        " { id } }",
+        lambda _: {"v": "short", "e": unique_email()},
+    ),
+    Row(
+        "login",
+        "email",
+        'mutation($v: String!) { login(email: $v, password: "x") { accessToken } }',
+        args(v="e" * 321),
+    ),
+    Row(
+        "login",
+        "password",
+        'mutation($v: String!) { login(email: "a@example.com", password: $v) { accessToken } }',
+        args(v=LONG_PASSWORD),
+    ),
+    Row(
+        "refresh",
+        "refreshToken",
+        "mutation($v: String!) { refresh(refreshToken: $v) { accessToken } }",
+        args(v=""),
+    ),
+    Row(
+        "logout",
+        "refreshToken",
+        "mutation($v: String!) { logout(refreshToken: $v) }",
+        args(v="t" * 513),
+    ),
+    Row(
+        "updateUser",
+        "name",
+        "mutation($id: ID!, $v: String) { updateUser(id: $id, input: {name: $v}) { id } }",
+        lambda caller: {"id": caller.id, "v": ""},
+        who="user",
+        input_fields=("name", "email", "isActive", "isSuperuser"),
+    ),
+    Row(
+        "updateUser",
+        "email",
+        "mutation($id: ID!, $v: String) { updateUser(id: $id, input: {email: $v}) { id } }",
+        lambda caller: {"id": caller.id, "v": "not an address"},
+        who="user",
+        input_fields=("name", "email", "isActive", "isSuperuser"),
+    ),
+    Row(
+        "updateUser",
+        "id",
+        'mutation($v: ID!) { updateUser(id: $v, input: {name: "X"}) { id } }',
+        args(v="42"),
+        who="user",
+    ),
+    Row("deleteUser", "id", "mutation($v: ID!) { deleteUser(id: $v) }", args(v="42"), who="user"),
+    Row(
+        "changePassword",
+        "currentPassword",
+        'mutation($v: String!) { changePassword(currentPassword: $v, newPassword: "a long one!") }',
+        args(v=LONG_PASSWORD),
+        who="user",
+    ),
+    Row(
+        "changePassword",
+        "newPassword",
+        "mutation($v: String!, $c: String!) {"
+        " changePassword(currentPassword: $c, newPassword: $v) }",
+        lambda caller: {"v": "short", "c": caller.password},
+        who="user",
+    ),
+    Row(
+        "requestPasswordReset",
+        "email",
+        "mutation($v: String!) { requestPasswordReset(email: $v) }",
+        args(v=""),
+    ),
+    Row(
+        "revokeSession",
+        "id",
+        "mutation($v: ID!) { revokeSession(id: $v) }",
+        args(v="42"),
+        who="user",
+    ),
+    Row("user", "id", "query($v: ID!) { user(id: $v) { id } }", args(v="42"), who="user"),
+    Row(
+        "users",
+        "query",
+        "query($v: String) { users(query: $v) { totalCount } }",
+        args(v="q" * 255),
+        who="admin",
+    ),
+    Row(
+        "users",
+        "after",
+        "query($v: String) { users(after: $v) { totalCount } }",
+        args(v="not a cursor"),
+        who="admin",
+    ),
+    Row(
+        "users",
+        "first",
+        "query($v: Int) { users(first: $v) { totalCount } }",
+        args(v=101),
+        who="admin",
+    ),
+    Row(
+        "auditEvents",
+        "first",
+        "query($v: Int) { auditEvents(first: $v) { nextCursor } }",
+        args(v=101),
+        who="admin",
+    ),
+    Row(
+        "auditEvents",
+        "after",
+        "query($v: String) { auditEvents(after: $v) { nextCursor } }",
+        args(v="not a cursor"),
+        who="admin",
+    ),
+    Row(
+        "auditEvents",
+        "type",
+        "query($v: String) { auditEvents(type: $v) { nextCursor } }",
+        args(v="no.such_event"),
+        who="admin",
+    ),
+    Row(
+        "auditEvents",
+        "userId",
+        "query($v: ID) { auditEvents(userId: $v) { nextCursor } }",
+        args(v="42"),
+        who="admin",
+    ),
+]
+
+# Arguments with no rule of their own to break here, and why.
+NO_RULE_HERE = {
+    ("users", "isActive"): "a Boolean: GraphQL's own coercion refuses anything else",
+    ("updateUser", "input"): "its fields are rows (name, email); the rest are Booleans",
+    ("confirmEmail", "token"): "a bad token is the token's error (no field), not a rule",
+    ("resetPassword", "token"): "as confirmEmail's",
+    ("resetPassword", "newPassword"): (
+        "needs an emailed token: test_lifecycle_graphql.py::"
+        "test_reset_password_to_a_common_password_is_bad_user_input_on_new_password_field"
+    ),
+}
+
+
+async def arguments_by_field(client: httpx.AsyncClient) -> dict[str, set[str]]:
+    """Every root field's arguments, as the schema describes itself."""
+    response = await client.post(
+        GRAPHQL,
+        json={
+            "query": '{ query: __type(name: "Query") { fields { name args { name } } }'
+            ' mutation: __type(name: "Mutation") { fields { name args { name } } } }'
+        },
+    )
+    data = response.json()["data"]
+    return {
+        root_field["name"]: {argument["name"] for argument in root_field["args"]}
+        for root in ("query", "mutation")
+        for root_field in data[root]["fields"]
+    }
+
+
+@pytest.fixture
+async def callers(client: httpx.AsyncClient, container: Container) -> dict[str, Account]:
+    user = await account(client)
+    admin = await superuser(client, container)
+    anonymous = Account(id="", email="", password=PASSWORD, access_token="", refresh_token="")
+    return {"none": anonymous, "user": user, "admin": admin}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: f"{row.field}({row.argument})")
+async def test_bad_user_input_names_the_graphql_argument(
+    client: httpx.AsyncClient, callers: dict[str, Account], row: Row
+) -> None:
+    caller = callers[row.who]
+
+    response = await client.post(
+        GRAPHQL,
+        json={"query": row.document, "variables": row.variables(caller)},
+        headers=caller.headers if caller.access_token else {},
+    )
+
+    error = the_error(response.json())
+    extensions = error["extensions"]
+    assert extensions["code"] == "BAD_USER_INPUT", error
+    assert extensions["field"] == row.argument, error
+    assert [item["field"] for item in extensions.get("errors", [])] in ([], [row.argument])
+    assert error["message"].split()[0].rstrip(":") == row.argument, error
+    names = (await arguments_by_field(client))[row.field] | set(row.input_fields)
+    assert row.argument in names
+
+
+async def test_every_argument_with_a_rule_of_its_own_has_a_row(client: httpx.AsyncClient) -> None:
+    covered = {(row.field, row.argument) for row in ROWS} | set(NO_RULE_HERE)
+    # A new argument (or field) shows up here until it has a row, or a reason above.
+    schema = {
+        (root_field, argument)
+        for root_field, arguments in (await arguments_by_field(client)).items()
+        for argument in arguments
+    }
+
+    assert schema - covered == set()
