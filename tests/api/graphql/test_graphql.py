@@ -248,12 +248,17 @@ async def test_superuser_reads_any_user(client: httpx.AsyncClient, container: Co
     assert as_rest(user["user"]) == await rest_user(client, other.id, other.access_token)
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [lambda id_: "not-a-uuid", lambda id_: f"urn:uuid:{id_}", lambda id_: id_.replace("-", "")],
+    ids=["not-a-uuid", "urn", "no-hyphens"],
+)
 async def test_user_with_a_malformed_id_is_bad_user_input_naming_id(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, spelling: Any
 ) -> None:
     caller = await account(client)
 
-    body = await execute(client, USER, {"id": "not-a-uuid"}, token=caller.access_token)
+    body = await execute(client, USER, {"id": spelling(caller.id)}, token=caller.access_token)
 
     error = the_error(body)
     assert error["extensions"]["code"] == "BAD_USER_INPUT"

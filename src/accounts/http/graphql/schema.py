@@ -21,6 +21,7 @@ from strawberry.extensions.max_aliases import create_validator as max_aliases_ru
 from strawberry.types import ExecutionContext, Info
 
 from accounts.domain.errors import FieldError, InvalidInput
+from accounts.domain.ids import parse_id
 from accounts.domain.pagination import UserSort
 from accounts.http.graphql.context import GraphQLContext
 from accounts.http.graphql.documents import OperationChoice, depth_rule
@@ -52,7 +53,7 @@ GraphQLInfo = Info[GraphQLContext, None]
 
 def _user_id(value: strawberry.ID, field: str = "id") -> uuid.UUID:
     try:
-        return uuid.UUID(str(value))
+        return parse_id(str(value))
     except ValueError:
         raise InvalidInput(
             f"{field} is not a valid id",
