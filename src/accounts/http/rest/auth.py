@@ -45,7 +45,7 @@ async def token(
     auth: AuthServiceDep,
     client: ClientInfoDep,
     response: Response,
-    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    grant_type: Annotated[str, Form(pattern="^password$")] = "password",
     scope: Annotated[str, Form(max_length=1024)] = "",
 ) -> TokenPairRead:
     # The OAuth2 password grant's form (RFC 6749 §4.3), as Swagger UI's Authorize
