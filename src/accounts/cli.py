@@ -6,9 +6,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -42,24 +42,43 @@ def _run(
 ) -> T:
     """Build the container, start it, run ``work(container)``, and close it."""
     from accounts.bootstrap import build
-    from accounts.db.migrate import DatabaseNotMigrated
+    from accounts.db.connect_check import check_connection
 
     async def main() -> T:
         container = build(settings)
         try:
+            await check_connection(container.database)
             await container.start(migrate_sqlite=migrate_sqlite)
             return await work(container)
         finally:
             await container.close()
+
+    return _with_database(settings, main)
+
+
+def _with_database(settings: Settings, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` for every command that touches the database: a database
+    that cannot be opened, reached or used ends in one line naming
+    ACCOUNTS_DATABASE_URL (its password masked) and exit 1, not a traceback."""
+    from accounts.db.connect_check import DatabaseUnreachable, describe_failure, display_url
+    from accounts.db.migrate import DatabaseNotMigrated
+
+    def fail(reason: str) -> typer.Exit:
+        where = f"ACCOUNTS_DATABASE_URL={display_url(settings.database_url)}"
+        err.print(
+            f"[red]error:[/red] cannot reach the database ({escape(where)}): {escape(reason)}"
+        )
+        return typer.Exit(1)
 
     try:
         return asyncio.run(main())
     except DatabaseNotMigrated as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
-    except OSError as exc:
-        err.print(f"[red]error:[/red] cannot reach the database: {escape(str(exc))}")
-        raise typer.Exit(1) from None
+    except DatabaseUnreachable as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:  # the connection dropped after the check
+        raise fail(describe_failure(exc, settings.database_url)) from None
 
 
 @app.command()
@@ -125,6 +144,7 @@ def _same_path(entry: str, path: Path) -> bool:
 def migrate() -> None:
     """Apply pending database migrations."""
     from accounts.db import migrate as migrations
+    from accounts.db.connect_check import check_connection
     from accounts.db.engine import Database, DatabaseConfig
 
     settings = _settings()
@@ -132,15 +152,12 @@ def migrate() -> None:
     async def main() -> None:
         database = Database(DatabaseConfig(url=settings.database_url))
         try:
+            await check_connection(database)
             await migrations.upgrade(database)
         finally:
             await database.dispose()
 
-    try:
-        asyncio.run(main())
-    except OSError as exc:
-        err.print(f"[red]error:[/red] cannot reach the database: {escape(str(exc))}")
-        raise typer.Exit(1) from None
+    _with_database(settings, main)
     typer.echo("database is up to date")
 
 

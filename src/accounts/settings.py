@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Literal
+from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -118,6 +119,17 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        try:
+            port = urlsplit(value).port
+        except ValueError:
+            port = 0
+        if port == 0:
+            # Never echo the value: a password with a "/" in it, not percent-encoded,
+            # ends the host part early and is then read as the "port".
+            raise ValueError(
+                "the port is not a number from 1 to 65535 (in a password, percent-encode"
+                " any of : / @ ? #)"
+            )
         return value
 
     @field_validator("redis_url")

@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy.engine import make_url
 
 from accounts.http.app import create_app
 from tests.conftest import (
@@ -340,3 +341,101 @@ async def test_serve_refusal_leaves_the_postgres_database_unmigrated(
     finally:
         await connection.close()
     assert tables == []
+
+
+# --- a database that cannot be used --------------------------------------------------
+
+# Every command that opens the database, with the arguments it needs to get that far.
+DATABASE_COMMANDS = {
+    "serve": ("serve", "--port", "8631"),
+    "migrate": ("migrate",),
+    "create-admin": (
+        "create-admin",
+        "--email",
+        "a@example.com",
+        "--name",
+        "A",
+        "--password",
+        ADMIN_PASSWORD,
+    ),
+    "keys-list": ("keys", "list"),
+    "keys-rotate": ("keys", "rotate"),
+}
+# In each URL below that has one; a message must never show it.
+DATABASE_PASSWORD = "pw-d0-not-print"
+
+
+def unusable_database_url(kind: str, tmp_path: Path) -> str:
+    if kind == "missing-sqlite-directory":
+        return f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'accounts.db'}"
+    if kind == "nothing-listening":
+        return f"postgresql+asyncpg://accounts:{DATABASE_PASSWORD}@127.0.0.1:{free_port()}/x"
+    server = make_url(require_postgres())
+    if kind == "missing-postgres-database":
+        url = server.set(database=f"no_such_db_{uuid.uuid4().hex[:8]}")
+    else:  # unknown-postgres-role
+        url = server.set(username=f"no_such_role_{uuid.uuid4().hex[:8]}")
+    return url.set(password=DATABASE_PASSWORD).render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing-sqlite-directory",
+        "nothing-listening",
+        "missing-postgres-database",
+        "unknown-postgres-role",
+    ],
+)
+@pytest.mark.parametrize("command", list(DATABASE_COMMANDS))
+def test_a_database_that_cannot_be_opened_ends_in_one_line_naming_the_setting(
+    command: str, kind: str, workdir: Path, tmp_path: Path
+) -> None:
+    url = unusable_database_url(kind, tmp_path)
+
+    result = run_cli(*DATABASE_COMMANDS[command], cwd=workdir, timeout=30, DATABASE_URL=url)
+
+    message = assert_clean_failure(result)
+    assert result.returncode == 1
+    assert "ACCOUNTS_DATABASE_URL" in message
+    assert "cannot reach the database" in message
+    assert DATABASE_PASSWORD not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("missing-sqlite-directory", "does not exist"),
+        ("missing-postgres-database", "does not exist"),
+        ("unknown-postgres-role", "no_such_role_"),
+    ],
+)
+def test_the_database_failure_line_says_what_is_wrong(
+    kind: str, expected: str, workdir: Path, tmp_path: Path
+) -> None:
+    result = run_cli("migrate", cwd=workdir, DATABASE_URL=unusable_database_url(kind, tmp_path))
+
+    assert expected in assert_clean_failure(result)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://postgres@127.0.0.1:notaport/accounts",
+        "postgresql+asyncpg://postgres@127.0.0.1:0/accounts",
+        # An unencoded "/" in the password ends the host part: the rest reads as a port.
+        f"postgresql+asyncpg://postgres:{DATABASE_PASSWORD}/x@127.0.0.1/accounts",
+    ],
+    ids=["port-not-a-number", "port-zero", "unencoded-slash-in-password"],
+)
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_a_malformed_database_url_is_refused_as_a_bad_setting(
+    command: str, url: str, workdir: Path
+) -> None:
+    result = run_cli(*DATABASE_COMMANDS[command], cwd=workdir, DATABASE_URL=url)
+
+    message = assert_clean_failure(result)
+    assert result.returncode == 2
+    assert "ACCOUNTS_DATABASE_URL" in message
+    assert "port" in message
+    assert DATABASE_PASSWORD not in result.stdout + result.stderr
