@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from accounts.settings import Settings, SettingsError, load_settings
+from accounts.settings import Settings, SettingsError, check_host_resolves, load_settings
 
 app = typer.Typer(
     help="Accounts: a user-accounts service with REST and GraphQL APIs.",
@@ -96,6 +96,11 @@ def serve(
         k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None
     }
     settings = _settings(**overrides)
+    try:
+        check_host_resolves(settings)
+    except SettingsError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     # The server re-reads settings from the environment: hand it the overrides that way.
     for key, value in overrides.items():
         os.environ[f"ACCOUNTS_{key.upper()}"] = str(value)

@@ -5,6 +5,8 @@ once at start-up, so a bad value stops the process with a message naming the set
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -35,6 +37,13 @@ def least_time_cost(memory_kib: int) -> int:
         if memory_kib >= row_memory:
             return passes
     raise ValueError(f"below OWASP's least memory cost, {OWASP_LEAST_MEMORY_KIB} KiB")
+
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
 
 
 class SettingsError(Exception):
@@ -132,6 +141,30 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("host")
+    @classmethod
+    def _bindable_host(cls, value: str) -> str:
+        if not value.strip():
+            # Refused, not read as "unset": to uvicorn an empty host means every
+            # interface, so the operator may have meant that, or a template may have
+            # left it blank. Either guess could listen somewhere other than intended.
+            raise ValueError(
+                "must not be empty: 127.0.0.1 for this machine only, 0.0.0.0 or :: for"
+                " every interface"
+            )
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            pass
+        else:
+            return value
+        labels = value.rstrip(".").split(".")
+        if all(label.isdigit() for label in labels):  # meant as an IPv4 address
+            raise ValueError(f"{value!r} is not a valid IP address")
+        if not _HOST_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is neither an IP address nor a host name")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _known_redis(cls, value: str | None) -> str | None:
@@ -221,3 +254,18 @@ def load_settings(**overrides: object) -> Settings:
             field = str(error["loc"][0]) if error["loc"] else "?"
             problems.append(f"ACCOUNTS_{field.upper()}: {error['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+def check_host_resolves(settings: Settings) -> None:
+    """Raise ``SettingsError`` naming ACCOUNTS_HOST when it is a name that does not
+    resolve. Only ``accounts serve`` binds, so only it asks DNS: the other commands
+    and the serving workers do not depend on the resolver being up."""
+    try:
+        socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise SettingsError(
+            f"invalid settings: ACCOUNTS_HOST: {settings.host!r} does not resolve to an"
+            f" address ({exc.strerror or exc})"
+        ) from None

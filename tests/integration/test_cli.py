@@ -299,6 +299,26 @@ def test_serve_with_a_bad_setting_exits_with_one_line_naming_it(
     assert list(workdir.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "host",
+    ["not_a_host", "999.1.1.1", "", "nonexistent.invalid"],
+    ids=["not-a-name", "not-an-address", "empty", "does-not-resolve"],
+)
+@pytest.mark.parametrize("given_as", ["environment", "option"])
+def test_serve_with_a_bad_host_exits_with_one_line_naming_accounts_host(
+    host: str, given_as: str, workdir: Path
+) -> None:
+    if given_as == "option":
+        result = run_cli("serve", "--host", host, "--port", str(free_port()), cwd=workdir)
+    else:
+        result = run_cli("serve", "--port", str(free_port()), cwd=workdir, HOST=host)
+
+    message = assert_clean_failure(result)
+    assert result.returncode == 2
+    assert "ACCOUNTS_HOST" in message
+    assert list(workdir.iterdir()) == []
+
+
 def test_serve_against_an_unmigrated_postgres_exits_with_a_migrate_hint(
     empty_postgres_url: str, workdir: Path
 ) -> None:
