@@ -7,11 +7,19 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from email.headerregistry import Address, HeaderRegistry
 from typing import Literal
 from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./accounts.db"
@@ -44,6 +52,9 @@ _HOST_NAME = re.compile(
     r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 )
+
+
+_HEADERS = HeaderRegistry()
 
 
 class SettingsError(Exception):
@@ -181,12 +192,76 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an absolute http:// or https:// URL")
+        # Links in emails are this plus a path: it needs a host, and a query or
+        # fragment would end up in the middle of every link.
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError("the port is not a number from 1 to 65535") from None
+        if not parts.hostname:
+            raise ValueError("must name a host, e.g. https://accounts.example.com")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError("must not have a query or a fragment")
         return value.rstrip("/")
 
     @field_validator("smtp_host", "smtp_username")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
-        return value or None
+        return value.strip() or None if value is not None else None
+
+    @field_validator("smtp_password")
+    @classmethod
+    def _empty_password_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("jwt_issuer", "jwt_audience")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # An empty iss/aud would be signed into every token, and any token with an
+        # empty one would verify: a value that looks set and identifies nothing.
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("email_from")
+    @classmethod
+    def _one_mailbox(cls, value: str) -> str:
+        # Parsed as the From header of every message will be (the email package's
+        # default policy), so what passes here is what recipients see.
+        try:
+            header = _HEADERS("From", value)
+        except (IndexError, ValueError):  # a few malformed inputs raise instead
+            header = None
+        addresses: tuple[Address, ...] = getattr(header, "addresses", ())
+        if (
+            header is None
+            or header.defects
+            or len(addresses) != 1
+            or not (addresses[0].username and addresses[0].domain)
+            or value.rstrip().endswith(",")
+        ):
+            raise ValueError(
+                "must be one email address, optionally with a name:"
+                " no-reply@example.com or Example <no-reply@example.com>"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _smtp_complete(self) -> Settings:
+        # Credentials without a host would be ignored, and mail written to the log
+        # instead of sent: the operator clearly meant SMTP.
+        credentials = self.smtp_username is not None or self.smtp_password is not None
+        if credentials and self.smtp_host is None:
+            raise ValueError(
+                "ACCOUNTS_SMTP_HOST: must be set when ACCOUNTS_SMTP_USERNAME or"
+                " ACCOUNTS_SMTP_PASSWORD is"
+            )
+        if self.smtp_username is not None and self.smtp_password is None:
+            raise ValueError("ACCOUNTS_SMTP_PASSWORD: must be set with ACCOUNTS_SMTP_USERNAME")
+        if self.smtp_password is not None and self.smtp_username is None:
+            raise ValueError("ACCOUNTS_SMTP_USERNAME: must be set with ACCOUNTS_SMTP_PASSWORD")
+        return self
 
     @field_validator(
         "rate_limit_login_per_ip_email",
@@ -251,7 +326,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a check across settings: its message names them
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             problems.append(f"ACCOUNTS_{field.upper()}: {error['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
 

@@ -286,13 +286,23 @@ async def test_create_admin_with_a_short_password_fails_with_a_clear_message(
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("ACCOUNTS_PORT", "notaport"), ("ACCOUNTS_DATABASE_URL", "mysql://x")],
-    ids=["port", "database-url"],
+    [
+        ("ACCOUNTS_PORT", "notaport"),
+        ("ACCOUNTS_DATABASE_URL", "mysql://x"),
+        ("ACCOUNTS_EMAIL_FROM", "notanemail"),
+        ("ACCOUNTS_JWT_ISSUER", ""),
+        ("ACCOUNTS_JWT_AUDIENCE", ""),
+        ("ACCOUNTS_PUBLIC_URL", "https://"),
+        ("ACCOUNTS_SMTP_HOST", ""),
+    ],
+    ids=lambda value: str(value).removeprefix("ACCOUNTS_").lower() or "empty",
 )
 def test_serve_with_a_bad_setting_exits_with_one_line_naming_it(
     setting: str, value: str, workdir: Path
 ) -> None:
-    result = run_cli("serve", cwd=workdir, **{setting.removeprefix("ACCOUNTS_"): value})
+    # SMTP credentials without a host: the message names the host that is missing.
+    extra = {"SMTP_USERNAME": "mailer", "SMTP_PASSWORD": "secret"} if "SMTP" in setting else {}
+    result = run_cli("serve", cwd=workdir, **{setting.removeprefix("ACCOUNTS_"): value}, **extra)
 
     message = assert_clean_failure(result)
     assert setting in message
