@@ -30,6 +30,11 @@ SERVER_MODULE = "accounts.http.server"
 
 
 def _settings(**overrides: object) -> Settings:
+    from accounts.unknown_settings import unknown_variable_warnings
+
+    # Before loading: a misspelt name may be why a setting is then missing.
+    for warning in unknown_variable_warnings(os.environ):
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     try:
         return load_settings(**overrides)
     except SettingsError as exc:

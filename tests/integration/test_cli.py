@@ -469,3 +469,71 @@ def test_a_malformed_database_url_is_refused_as_a_bad_setting(
     assert "ACCOUNTS_DATABASE_URL" in message
     assert "port" in message
     assert DATABASE_PASSWORD not in result.stdout + result.stderr
+
+
+# --- unknown ACCOUNTS_* variables ------------------------------------------------------
+
+
+def test_a_misspelt_setting_in_the_environment_is_warned_about_with_a_suggestion(
+    workdir: Path,
+) -> None:
+    result = run_cli("openapi", cwd=workdir, RATE_LIMIT="off")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (
+        "warning: ACCOUNTS_RATE_LIMIT (environment variable) is not a setting and is"
+        " ignored: did you mean ACCOUNTS_RATE_LIMITS?"
+    )
+
+
+def test_a_misspelt_key_in_the_env_file_is_warned_about_with_a_suggestion(
+    workdir: Path,
+) -> None:
+    (workdir / ".env").write_text("ACCOUNTS_REGISTRATON_OPEN=false\nOTHER_TOOL=1\n")
+
+    result = run_cli("openapi", cwd=workdir)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (
+        "warning: ACCOUNTS_REGISTRATON_OPEN (key in .env) is not a setting and is"
+        " ignored: did you mean ACCOUNTS_REGISTRATION_OPEN?"
+    )
+
+
+def test_an_unknown_variable_like_no_setting_is_warned_about_without_a_suggestion(
+    workdir: Path,
+) -> None:
+    result = run_cli("openapi", cwd=workdir, OTHER_TOOLS_FLAG="1")
+
+    assert result.returncode == 0, result.stderr
+    assert "ACCOUNTS_OTHER_TOOLS_FLAG" in result.stderr
+    assert "did you mean" not in result.stderr
+
+
+def test_a_warning_does_not_hide_the_error_it_explains(workdir: Path) -> None:
+    result = run_cli(
+        "serve", cwd=workdir, SMTP_HOSTNAME="smtp.example.com", SMTP_USERNAME="u", SMTP_PASSWORD="p"
+    )
+
+    assert result.returncode == 2
+    warning, error = result.stderr.strip().splitlines()
+    assert "did you mean ACCOUNTS_SMTP_HOST?" in warning
+    assert error.startswith("error: invalid settings: ACCOUNTS_SMTP_HOST")
+
+
+def test_variables_the_project_reads_outside_settings_are_not_warned_about(
+    workdir: Path,
+) -> None:
+    result = run_cli(
+        "openapi",
+        cwd=workdir,
+        ADMIN_PASSWORD=ADMIN_PASSWORD,
+        PG_PORT="54329",
+        REDIS_PORT="63799",
+        TEST_POSTGRES_URL="postgresql+asyncpg://postgres@127.0.0.1:54329/postgres",
+        TEST_SOMETHING_NEW="1",
+        RATE_LIMITS="off",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
