@@ -159,16 +159,22 @@ def migrate() -> None:
 
     settings = _settings()
 
-    async def main() -> None:
+    async def main() -> migrations.Upgrade:
         database = Database(DatabaseConfig(url=settings.database_url))
         try:
             await check_connection(database)
-            await migrations.upgrade(database)
+            return await migrations.upgrade(database)
         finally:
             await database.dispose()
 
-    _with_database(settings, main)
-    typer.echo("database is up to date")
+    done = _with_database(settings, main)
+    if not done.applied:
+        typer.echo(f"database is up to date (revision {done.after})")
+        return
+    typer.echo(
+        f"migrated the database from {done.before or '(empty)'} to {done.after}:"
+        f" applied {', '.join(done.applied)}"
+    )
 
 
 @app.command("create-admin")

@@ -23,6 +23,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy.engine import make_url
 
+from accounts.db import migrate
+from accounts.db.engine import Database, DatabaseConfig
+from accounts.db.migrate import HEAD
 from accounts.http.app import create_app
 from tests.conftest import (
     IN_CI,
@@ -38,6 +41,10 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "accounts"
 COMMAND = [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "accounts"]
 ADMIN_PASSWORD = "an admin passphrase"
 CLI_TIMEOUT_SECONDS = 60
+# Every migration, oldest first: one per file in db/migrations/versions (0001_initial.py).
+ALL_REVISIONS = sorted(
+    path.name.split("_", 1)[0] for path in (migrate.MIGRATIONS_DIR / "versions").glob("0*.py")
+)
 # Variables that would change how output is laid out, on top of ACCOUNTS_*.
 SCRUBBED = {"COLUMNS", "LINES"}
 
@@ -223,6 +230,59 @@ def test_migrate_twice_is_a_no_op(workdir: Path, tmp_path: Path) -> None:
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
+
+
+async def test_migrate_on_an_empty_database_says_which_revisions_it_applied(
+    empty_database_url: str, workdir: Path
+) -> None:
+    result = await run_cli_async("migrate", cwd=workdir, DATABASE_URL=empty_database_url)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"migrated the database from (empty) to {HEAD}: applied {', '.join(ALL_REVISIONS)}"
+    )
+
+
+def test_migrate_says_up_to_date_only_when_nothing_was_pending(
+    workdir: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'twice.db'}"
+
+    first = run_cli("migrate", cwd=workdir, DATABASE_URL=url)
+    second = run_cli("migrate", cwd=workdir, DATABASE_URL=url)
+
+    assert "up to date" not in first.stdout
+    assert second.stdout.strip() == f"database is up to date (revision {HEAD})"
+
+
+async def test_migrate_from_a_partly_migrated_database_names_only_what_it_applied(
+    workdir: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'partly.db'}"
+    await upgrade_to(url, ALL_REVISIONS[1])
+
+    result = await run_cli_async("migrate", cwd=workdir, DATABASE_URL=url)
+
+    assert result.returncode == 0, result.stderr
+    rest = ALL_REVISIONS[2:]
+    assert result.stdout.strip() == (
+        f"migrated the database from {ALL_REVISIONS[1]} to {HEAD}: applied {', '.join(rest)}"
+    )
+
+
+async def upgrade_to(url: str, revision: str) -> None:
+    """Migrate the database at ``url`` up to ``revision`` and no further."""
+    from alembic import command
+
+    database = Database(DatabaseConfig(url=url))
+    try:
+        async with database.write_engine.connect() as connection:
+            await connection.run_sync(
+                lambda sync: command.upgrade(migrate.alembic_config(sync), revision)
+            )
+            await connection.commit()
+    finally:
+        await database.dispose()
 
 
 async def test_create_admin_takes_the_password_from_the_environment(
