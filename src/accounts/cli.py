@@ -6,15 +6,15 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from accounts.settings import Settings, SettingsError, load_settings
+from accounts.settings import Settings, SettingsError, check_host_resolves, load_settings
 
 app = typer.Typer(
     help="Accounts: a user-accounts service with REST and GraphQL APIs.",
@@ -30,6 +30,11 @@ SERVER_MODULE = "accounts.http.server"
 
 
 def _settings(**overrides: object) -> Settings:
+    from accounts.unknown_settings import unknown_variable_warnings
+
+    # Before loading: a misspelt name may be why a setting is then missing.
+    for warning in unknown_variable_warnings(os.environ):
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
@@ -42,24 +47,43 @@ def _run(
 ) -> T:
     """Build the container, start it, run ``work(container)``, and close it."""
     from accounts.bootstrap import build
-    from accounts.db.migrate import DatabaseNotMigrated
+    from accounts.db.connect_check import check_connection
 
     async def main() -> T:
         container = build(settings)
         try:
+            await check_connection(container.database)
             await container.start(migrate_sqlite=migrate_sqlite)
             return await work(container)
         finally:
             await container.close()
+
+    return _with_database(settings, main)
+
+
+def _with_database(settings: Settings, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` for every command that touches the database: a database
+    that cannot be opened, reached or used ends in one line naming
+    ACCOUNTS_DATABASE_URL (its password masked) and exit 1, not a traceback."""
+    from accounts.db.connect_check import DatabaseUnreachable, describe_failure, display_url
+    from accounts.db.migrate import DatabaseNotMigrated
+
+    def fail(reason: str) -> typer.Exit:
+        where = f"ACCOUNTS_DATABASE_URL={display_url(settings.database_url)}"
+        err.print(
+            f"[red]error:[/red] cannot reach the database ({escape(where)}): {escape(reason)}"
+        )
+        return typer.Exit(1)
 
     try:
         return asyncio.run(main())
     except DatabaseNotMigrated as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
-    except OSError as exc:
-        err.print(f"[red]error:[/red] cannot reach the database: {escape(str(exc))}")
-        raise typer.Exit(1) from None
+    except DatabaseUnreachable as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:  # the connection dropped after the check
+        raise fail(describe_failure(exc, settings.database_url)) from None
 
 
 @app.command()
@@ -77,6 +101,11 @@ def serve(
         k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None
     }
     settings = _settings(**overrides)
+    try:
+        check_host_resolves(settings)
+    except SettingsError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     # The server re-reads settings from the environment: hand it the overrides that way.
     for key, value in overrides.items():
         os.environ[f"ACCOUNTS_{key.upper()}"] = str(value)
@@ -125,23 +154,27 @@ def _same_path(entry: str, path: Path) -> bool:
 def migrate() -> None:
     """Apply pending database migrations."""
     from accounts.db import migrate as migrations
+    from accounts.db.connect_check import check_connection
     from accounts.db.engine import Database, DatabaseConfig
 
     settings = _settings()
 
-    async def main() -> None:
+    async def main() -> migrations.Upgrade:
         database = Database(DatabaseConfig(url=settings.database_url))
         try:
-            await migrations.upgrade(database)
+            await check_connection(database)
+            return await migrations.upgrade(database)
         finally:
             await database.dispose()
 
-    try:
-        asyncio.run(main())
-    except OSError as exc:
-        err.print(f"[red]error:[/red] cannot reach the database: {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    typer.echo("database is up to date")
+    done = _with_database(settings, main)
+    if not done.applied:
+        typer.echo(f"database is up to date (revision {done.after})")
+        return
+    typer.echo(
+        f"migrated the database from {done.before or '(empty)'} to {done.after}:"
+        f" applied {', '.join(done.applied)}"
+    )
 
 
 @app.command("create-admin")

@@ -5,10 +5,21 @@ once at start-up, so a bad value stops the process with a message naming the set
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
+from email.headerregistry import Address, HeaderRegistry
 from typing import Literal
+from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./accounts.db"
@@ -34,6 +45,16 @@ def least_time_cost(memory_kib: int) -> int:
         if memory_kib >= row_memory:
             return passes
     raise ValueError(f"below OWASP's least memory cost, {OWASP_LEAST_MEMORY_KIB} KiB")
+
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+_HEADERS = HeaderRegistry()
 
 
 class SettingsError(Exception):
@@ -118,6 +139,41 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        try:
+            port = urlsplit(value).port
+        except ValueError:
+            port = 0
+        if port == 0:
+            # Never echo the value: a password with a "/" in it, not percent-encoded,
+            # ends the host part early and is then read as the "port".
+            raise ValueError(
+                "the port is not a number from 1 to 65535 (in a password, percent-encode"
+                " any of : / @ ? #)"
+            )
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _bindable_host(cls, value: str) -> str:
+        if not value.strip():
+            # Refused, not read as "unset": to uvicorn an empty host means every
+            # interface, so the operator may have meant that, or a template may have
+            # left it blank. Either guess could listen somewhere other than intended.
+            raise ValueError(
+                "must not be empty: 127.0.0.1 for this machine only, 0.0.0.0 or :: for"
+                " every interface"
+            )
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            pass
+        else:
+            return value
+        labels = value.rstrip(".").split(".")
+        if all(label.isdigit() for label in labels):  # meant as an IPv4 address
+            raise ValueError(f"{value!r} is not a valid IP address")
+        if not _HOST_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is neither an IP address nor a host name")
         return value
 
     @field_validator("redis_url")
@@ -136,12 +192,76 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an absolute http:// or https:// URL")
+        # Links in emails are this plus a path: it needs a host, and a query or
+        # fragment would end up in the middle of every link.
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError("the port is not a number from 1 to 65535") from None
+        if not parts.hostname:
+            raise ValueError("must name a host, e.g. https://accounts.example.com")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError("must not have a query or a fragment")
         return value.rstrip("/")
 
     @field_validator("smtp_host", "smtp_username")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
-        return value or None
+        return value.strip() or None if value is not None else None
+
+    @field_validator("smtp_password")
+    @classmethod
+    def _empty_password_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("jwt_issuer", "jwt_audience")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # An empty iss/aud would be signed into every token, and any token with an
+        # empty one would verify: a value that looks set and identifies nothing.
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("email_from")
+    @classmethod
+    def _one_mailbox(cls, value: str) -> str:
+        # Parsed as the From header of every message will be (the email package's
+        # default policy), so what passes here is what recipients see.
+        try:
+            header = _HEADERS("From", value)
+        except (IndexError, ValueError):  # a few malformed inputs raise instead
+            header = None
+        addresses: tuple[Address, ...] = getattr(header, "addresses", ())
+        if (
+            header is None
+            or header.defects
+            or len(addresses) != 1
+            or not (addresses[0].username and addresses[0].domain)
+            or value.rstrip().endswith(",")
+        ):
+            raise ValueError(
+                "must be one email address, optionally with a name:"
+                " no-reply@example.com or Example <no-reply@example.com>"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _smtp_complete(self) -> Settings:
+        # Credentials without a host would be ignored, and mail written to the log
+        # instead of sent: the operator clearly meant SMTP.
+        credentials = self.smtp_username is not None or self.smtp_password is not None
+        if credentials and self.smtp_host is None:
+            raise ValueError(
+                "ACCOUNTS_SMTP_HOST: must be set when ACCOUNTS_SMTP_USERNAME or"
+                " ACCOUNTS_SMTP_PASSWORD is"
+            )
+        if self.smtp_username is not None and self.smtp_password is None:
+            raise ValueError("ACCOUNTS_SMTP_PASSWORD: must be set with ACCOUNTS_SMTP_USERNAME")
+        if self.smtp_password is not None and self.smtp_username is None:
+            raise ValueError("ACCOUNTS_SMTP_USERNAME: must be set with ACCOUNTS_SMTP_PASSWORD")
+        return self
 
     @field_validator(
         "rate_limit_login_per_ip_email",
@@ -206,6 +326,24 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a check across settings: its message names them
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             problems.append(f"ACCOUNTS_{field.upper()}: {error['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+def check_host_resolves(settings: Settings) -> None:
+    """Raise ``SettingsError`` naming ACCOUNTS_HOST when it is a name that does not
+    resolve. Only ``accounts serve`` binds, so only it asks DNS: the other commands
+    and the serving workers do not depend on the resolver being up."""
+    try:
+        socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise SettingsError(
+            f"invalid settings: ACCOUNTS_HOST: {settings.host!r} does not resolve to an"
+            f" address ({exc.strerror or exc})"
+        ) from None

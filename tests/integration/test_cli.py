@@ -21,7 +21,11 @@ import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy.engine import make_url
 
+from accounts.db import migrate
+from accounts.db.engine import Database, DatabaseConfig
+from accounts.db.migrate import HEAD
 from accounts.http.app import create_app
 from tests.conftest import (
     IN_CI,
@@ -37,6 +41,10 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "accounts"
 COMMAND = [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "accounts"]
 ADMIN_PASSWORD = "an admin passphrase"
 CLI_TIMEOUT_SECONDS = 60
+# Every migration, oldest first: one per file in db/migrations/versions (0001_initial.py).
+ALL_REVISIONS = sorted(
+    path.name.split("_", 1)[0] for path in (migrate.MIGRATIONS_DIR / "versions").glob("0*.py")
+)
 # Variables that would change how output is laid out, on top of ACCOUNTS_*.
 SCRUBBED = {"COLUMNS", "LINES"}
 
@@ -224,6 +232,59 @@ def test_migrate_twice_is_a_no_op(workdir: Path, tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
 
 
+async def test_migrate_on_an_empty_database_says_which_revisions_it_applied(
+    empty_database_url: str, workdir: Path
+) -> None:
+    result = await run_cli_async("migrate", cwd=workdir, DATABASE_URL=empty_database_url)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"migrated the database from (empty) to {HEAD}: applied {', '.join(ALL_REVISIONS)}"
+    )
+
+
+def test_migrate_says_up_to_date_only_when_nothing_was_pending(
+    workdir: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'twice.db'}"
+
+    first = run_cli("migrate", cwd=workdir, DATABASE_URL=url)
+    second = run_cli("migrate", cwd=workdir, DATABASE_URL=url)
+
+    assert "up to date" not in first.stdout
+    assert second.stdout.strip() == f"database is up to date (revision {HEAD})"
+
+
+async def test_migrate_from_a_partly_migrated_database_names_only_what_it_applied(
+    workdir: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'partly.db'}"
+    await upgrade_to(url, ALL_REVISIONS[1])
+
+    result = await run_cli_async("migrate", cwd=workdir, DATABASE_URL=url)
+
+    assert result.returncode == 0, result.stderr
+    rest = ALL_REVISIONS[2:]
+    assert result.stdout.strip() == (
+        f"migrated the database from {ALL_REVISIONS[1]} to {HEAD}: applied {', '.join(rest)}"
+    )
+
+
+async def upgrade_to(url: str, revision: str) -> None:
+    """Migrate the database at ``url`` up to ``revision`` and no further."""
+    from alembic import command
+
+    database = Database(DatabaseConfig(url=url))
+    try:
+        async with database.write_engine.connect() as connection:
+            await connection.run_sync(
+                lambda sync: command.upgrade(migrate.alembic_config(sync), revision)
+            )
+            await connection.commit()
+    finally:
+        await database.dispose()
+
+
 async def test_create_admin_takes_the_password_from_the_environment(
     database_url: str, workdir: Path
 ) -> None:
@@ -285,16 +346,46 @@ async def test_create_admin_with_a_short_password_fails_with_a_clear_message(
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("ACCOUNTS_PORT", "notaport"), ("ACCOUNTS_DATABASE_URL", "mysql://x")],
-    ids=["port", "database-url"],
+    [
+        ("ACCOUNTS_PORT", "notaport"),
+        ("ACCOUNTS_DATABASE_URL", "mysql://x"),
+        ("ACCOUNTS_EMAIL_FROM", "notanemail"),
+        ("ACCOUNTS_JWT_ISSUER", ""),
+        ("ACCOUNTS_JWT_AUDIENCE", ""),
+        ("ACCOUNTS_PUBLIC_URL", "https://"),
+        ("ACCOUNTS_SMTP_HOST", ""),
+    ],
+    ids=lambda value: str(value).removeprefix("ACCOUNTS_").lower() or "empty",
 )
 def test_serve_with_a_bad_setting_exits_with_one_line_naming_it(
     setting: str, value: str, workdir: Path
 ) -> None:
-    result = run_cli("serve", cwd=workdir, **{setting.removeprefix("ACCOUNTS_"): value})
+    # SMTP credentials without a host: the message names the host that is missing.
+    extra = {"SMTP_USERNAME": "mailer", "SMTP_PASSWORD": "secret"} if "SMTP" in setting else {}
+    result = run_cli("serve", cwd=workdir, **{setting.removeprefix("ACCOUNTS_"): value}, **extra)
 
     message = assert_clean_failure(result)
     assert setting in message
+    assert list(workdir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["not_a_host", "999.1.1.1", "", "nonexistent.invalid"],
+    ids=["not-a-name", "not-an-address", "empty", "does-not-resolve"],
+)
+@pytest.mark.parametrize("given_as", ["environment", "option"])
+def test_serve_with_a_bad_host_exits_with_one_line_naming_accounts_host(
+    host: str, given_as: str, workdir: Path
+) -> None:
+    if given_as == "option":
+        result = run_cli("serve", "--host", host, "--port", str(free_port()), cwd=workdir)
+    else:
+        result = run_cli("serve", "--port", str(free_port()), cwd=workdir, HOST=host)
+
+    message = assert_clean_failure(result)
+    assert result.returncode == 2
+    assert "ACCOUNTS_HOST" in message
     assert list(workdir.iterdir()) == []
 
 
@@ -340,3 +431,169 @@ async def test_serve_refusal_leaves_the_postgres_database_unmigrated(
     finally:
         await connection.close()
     assert tables == []
+
+
+# --- a database that cannot be used --------------------------------------------------
+
+# Every command that opens the database, with the arguments it needs to get that far.
+DATABASE_COMMANDS = {
+    "serve": ("serve", "--port", "8631"),
+    "migrate": ("migrate",),
+    "create-admin": (
+        "create-admin",
+        "--email",
+        "a@example.com",
+        "--name",
+        "A",
+        "--password",
+        ADMIN_PASSWORD,
+    ),
+    "keys-list": ("keys", "list"),
+    "keys-rotate": ("keys", "rotate"),
+}
+# In each URL below that has one; a message must never show it.
+DATABASE_PASSWORD = "pw-d0-not-print"
+
+
+def unusable_database_url(kind: str, tmp_path: Path) -> str:
+    if kind == "missing-sqlite-directory":
+        return f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'accounts.db'}"
+    if kind == "nothing-listening":
+        return f"postgresql+asyncpg://accounts:{DATABASE_PASSWORD}@127.0.0.1:{free_port()}/x"
+    server = make_url(require_postgres())
+    if kind == "missing-postgres-database":
+        url = server.set(database=f"no_such_db_{uuid.uuid4().hex[:8]}")
+    else:  # unknown-postgres-role
+        url = server.set(username=f"no_such_role_{uuid.uuid4().hex[:8]}")
+    return url.set(password=DATABASE_PASSWORD).render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing-sqlite-directory",
+        "nothing-listening",
+        "missing-postgres-database",
+        "unknown-postgres-role",
+    ],
+)
+@pytest.mark.parametrize("command", list(DATABASE_COMMANDS))
+def test_a_database_that_cannot_be_opened_ends_in_one_line_naming_the_setting(
+    command: str, kind: str, workdir: Path, tmp_path: Path
+) -> None:
+    url = unusable_database_url(kind, tmp_path)
+
+    result = run_cli(*DATABASE_COMMANDS[command], cwd=workdir, timeout=30, DATABASE_URL=url)
+
+    message = assert_clean_failure(result)
+    assert result.returncode == 1
+    assert "ACCOUNTS_DATABASE_URL" in message
+    assert "cannot reach the database" in message
+    assert DATABASE_PASSWORD not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("missing-sqlite-directory", "does not exist"),
+        ("missing-postgres-database", "does not exist"),
+        ("unknown-postgres-role", "no_such_role_"),
+    ],
+)
+def test_the_database_failure_line_says_what_is_wrong(
+    kind: str, expected: str, workdir: Path, tmp_path: Path
+) -> None:
+    result = run_cli("migrate", cwd=workdir, DATABASE_URL=unusable_database_url(kind, tmp_path))
+
+    assert expected in assert_clean_failure(result)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://postgres@127.0.0.1:notaport/accounts",
+        "postgresql+asyncpg://postgres@127.0.0.1:0/accounts",
+        # An unencoded "/" in the password ends the host part: the rest reads as a port.
+        f"postgresql+asyncpg://postgres:{DATABASE_PASSWORD}/x@127.0.0.1/accounts",
+    ],
+    ids=["port-not-a-number", "port-zero", "unencoded-slash-in-password"],
+)
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_a_malformed_database_url_is_refused_as_a_bad_setting(
+    command: str, url: str, workdir: Path
+) -> None:
+    result = run_cli(*DATABASE_COMMANDS[command], cwd=workdir, DATABASE_URL=url)
+
+    message = assert_clean_failure(result)
+    assert result.returncode == 2
+    assert "ACCOUNTS_DATABASE_URL" in message
+    assert "port" in message
+    assert DATABASE_PASSWORD not in result.stdout + result.stderr
+
+
+# --- unknown ACCOUNTS_* variables ------------------------------------------------------
+
+
+def test_a_misspelt_setting_in_the_environment_is_warned_about_with_a_suggestion(
+    workdir: Path,
+) -> None:
+    result = run_cli("openapi", cwd=workdir, RATE_LIMIT="off")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (
+        "warning: ACCOUNTS_RATE_LIMIT (environment variable) is not a setting and is"
+        " ignored: did you mean ACCOUNTS_RATE_LIMITS?"
+    )
+
+
+def test_a_misspelt_key_in_the_env_file_is_warned_about_with_a_suggestion(
+    workdir: Path,
+) -> None:
+    (workdir / ".env").write_text("ACCOUNTS_REGISTRATON_OPEN=false\nOTHER_TOOL=1\n")
+
+    result = run_cli("openapi", cwd=workdir)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (
+        "warning: ACCOUNTS_REGISTRATON_OPEN (key in .env) is not a setting and is"
+        " ignored: did you mean ACCOUNTS_REGISTRATION_OPEN?"
+    )
+
+
+def test_an_unknown_variable_like_no_setting_is_warned_about_without_a_suggestion(
+    workdir: Path,
+) -> None:
+    result = run_cli("openapi", cwd=workdir, OTHER_TOOLS_FLAG="1")
+
+    assert result.returncode == 0, result.stderr
+    assert "ACCOUNTS_OTHER_TOOLS_FLAG" in result.stderr
+    assert "did you mean" not in result.stderr
+
+
+def test_a_warning_does_not_hide_the_error_it_explains(workdir: Path) -> None:
+    result = run_cli(
+        "serve", cwd=workdir, SMTP_HOSTNAME="smtp.example.com", SMTP_USERNAME="u", SMTP_PASSWORD="p"
+    )
+
+    assert result.returncode == 2
+    warning, error = result.stderr.strip().splitlines()
+    assert "did you mean ACCOUNTS_SMTP_HOST?" in warning
+    assert error.startswith("error: invalid settings: ACCOUNTS_SMTP_HOST")
+
+
+def test_variables_the_project_reads_outside_settings_are_not_warned_about(
+    workdir: Path,
+) -> None:
+    result = run_cli(
+        "openapi",
+        cwd=workdir,
+        ADMIN_PASSWORD=ADMIN_PASSWORD,
+        PG_PORT="54329",
+        REDIS_PORT="63799",
+        TEST_POSTGRES_URL="postgresql+asyncpg://postgres@127.0.0.1:54329/postgres",
+        TEST_SOMETHING_NEW="1",
+        RATE_LIMITS="off",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

@@ -267,6 +267,38 @@ async def test_metrics_label_unmatched_paths_without_the_raw_path(database_url: 
     assert [sample.value for sample in unmatched] == [1]
 
 
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/docs/oauth2-redirect"])
+async def test_metrics_count_the_docs_and_the_openapi_document_under_their_routes(
+    database_url: str, path: str
+) -> None:
+    async with serving(make_settings(database_url)) as (_, http):
+        assert (await http.get(path)).status_code == 200
+        samples = await scrape(http)
+
+    total = "accounts_http_requests_total"
+    assert value(samples, total, method="GET", route=path, status="200") == 1
+    assert value(samples, total, method="GET", route="<unmatched>") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/graphql", "application/json"), (LOGIN, "application/x-www-form-urlencoded")],
+)
+async def test_metrics_count_a_body_refused_before_routing_under_its_route(
+    database_url: str, path: str, content_type: str
+) -> None:
+    settings = make_settings(database_url)
+    too_large = b"x" * (settings.max_request_body_bytes + 1)
+    async with serving(settings) as (_, http):
+        refused = await http.post(path, content=too_large, headers={"content-type": content_type})
+        samples = await scrape(http)
+
+    assert refused.status_code == 413
+    total = "accounts_http_requests_total"
+    assert value(samples, total, method="POST", route=path, status="413") == 1
+    assert value(samples, total, route="<unmatched>") is None
+
+
 async def test_metrics_fold_invented_methods_into_one_label(database_url: str) -> None:
     async with serving(make_settings(database_url)) as (_, http):
         assert (await http.get("/healthz")).status_code == 200

@@ -8,6 +8,7 @@ up-to-date database never load it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,13 +56,37 @@ async def current_revision(database: Database) -> str | None:
         return result.scalar_one_or_none()
 
 
-async def upgrade(database: Database) -> None:
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """What ``upgrade`` did: the revisions it applied, oldest first (none when the
+    database was up to date), and where the database was before and is now."""
+
+    before: str | None
+    after: str | None
+    applied: tuple[str, ...]
+
+
+async def upgrade(database: Database) -> Upgrade:
     """Bring the schema to the newest revision (idempotent)."""
-    if await current_revision(database) == HEAD:
-        return
+    before = await current_revision(database)
+    if before == HEAD:
+        return Upgrade(before, before, ())
     async with database.write_engine.connect() as connection:
         await connection.run_sync(_upgrade)
         await connection.commit()
+    after = await current_revision(database)
+    return Upgrade(before, after, revisions_between(before, after))
+
+
+def revisions_between(older: str | None, newer: str | None) -> tuple[str, ...]:
+    """The revisions after ``older`` (None: an empty database) up to ``newer``, oldest first."""
+    if newer is None or older == newer:
+        return ()
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    newest_first = scripts.iterate_revisions(newer, older or "base")
+    return tuple(reversed([script.revision for script in newest_first]))
 
 
 async def ensure_migrated(database: Database) -> None:

@@ -15,7 +15,11 @@ from accounts import __version__, arena_cache
 from accounts.bootstrap import build
 from accounts.http import ops
 from accounts.http.graphql.router import build_router as build_graphql_router
-from accounts.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from accounts.http.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    RouteTemplates,
+)
 from accounts.http.pages import routes as page_routes
 from accounts.http.problems import install_problem_handlers
 from accounts.http.rest import audit as audit_routes
@@ -92,13 +96,23 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_problem_handlers(app)
-    app.include_router(user_routes.router)
-    app.include_router(auth_routes.router)
-    app.include_router(lifecycle_routes.router)
-    app.include_router(audit_routes.router)
-    app.include_router(page_routes.router)
-    app.include_router(ops.router)
-    app.include_router(build_graphql_router())
+    routers = [
+        user_routes.router,
+        auth_routes.router,
+        lifecycle_routes.router,
+        audit_routes.router,
+        page_routes.router,
+        ops.router,
+        build_graphql_router(),
+    ]
+    for router in routers:
+        app.include_router(router)
+    # Every route with its template, for the requests the router does not label
+    # (middleware.route_template): the app's own (/docs, /openapi.json) and the
+    # included ones (none has a prefix of its own to add).
+    app.state.route_templates = RouteTemplates(
+        [*app.router.routes, *(route for router in routers for route in router.routes)]
+    )
     # Added last is outermost: request ids and the 500 safety net wrap everything.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)

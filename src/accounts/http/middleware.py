@@ -12,10 +12,12 @@ import os
 import random
 import re
 import time
+from collections.abc import Iterable
 
 import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accounts.http.problems import http_problem, internal_error
@@ -87,7 +89,7 @@ class RequestContextMiddleware:
             finally:
                 # The route template, never the raw path: ids in paths would make
                 # unbounded metric labels.
-                route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+                route = route_template(scope)
                 elapsed = time.perf_counter() - started
                 logger.info(
                     "request",
@@ -100,6 +102,44 @@ class RequestContextMiddleware:
                 metrics = _metrics_of(scope)
                 if metrics is not None:
                     metrics.observe_request(str(scope.get("method")), route, status, elapsed)
+
+
+UNMATCHED = "<unmatched>"
+
+
+class RouteTemplates:
+    """The app's HTTP routes, to find the template of a request the router did not
+    label: see ``route_template``."""
+
+    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+        self._routes = [route for route in routes if isinstance(route, Route)]
+
+    def template_of(self, scope: Scope) -> str | None:
+        """The path template of the route that serves (or would serve) ``scope``:
+        as the router chooses, a full match first, else one for another method."""
+        other_method = None
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return route.path
+            if match is Match.PARTIAL and other_method is None:
+                other_method = route.path
+        return other_method
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route a request was for, ``<unmatched>`` if none."""
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return str(path)
+    # FastAPI puts the route in the scope only for its own APIRoutes, not for the
+    # Starlette routes of /docs and /openapi.json; and a request refused before
+    # routing (a declared body over the limit, 413) never reached the router. Only
+    # these pay for matching again: every API route labels itself.
+    templates = getattr(getattr(scope.get("app"), "state", None), "route_templates", None)
+    if isinstance(templates, RouteTemplates):
+        return templates.template_of(scope) or UNMATCHED
+    return UNMATCHED
 
 
 def _metrics_of(scope: Scope) -> Metrics | None:
