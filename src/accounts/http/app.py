@@ -17,6 +17,7 @@ from accounts.http import ops
 from accounts.http.graphql.router import build_router as build_graphql_router
 from accounts.http.middleware import (
     BodySizeLimitMiddleware,
+    HeadAsGetMiddleware,
     RequestContextMiddleware,
     RouteTemplates,
 )
@@ -114,6 +115,7 @@ def create_app(
         [*app.router.routes, *(route for router in routers for route in router.routes)]
     )
     # Added last is outermost: request ids and the 500 safety net wrap everything.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -210,3 +210,27 @@ class BodySizeLimitMiddleware:
 
     def _too_large(self, request_id: str) -> ASGIApp:
         return http_problem(413, str(BodyTooLarge(self.max_bytes).detail), request_id)
+
+
+class HeadAsGetMiddleware:
+    """Answer ``HEAD`` as ``GET`` without the body (RFC 9110 §9.3.2).
+
+    FastAPI's routes accept only the methods they declare, so without this every
+    ``HEAD`` was a 405. The headers are GET's, Content-Length included, as the RFC
+    asks; the logs and metrics (outside this middleware) still say HEAD.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)

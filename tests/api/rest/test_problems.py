@@ -95,6 +95,32 @@ async def test_wrong_method_is_a_405_problem_with_allow_header(
     assert "DELETE" not in allowed_methods(response)
 
 
+async def test_head_is_answered_as_get_without_a_body(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    pair = await login(client, user["email"])
+    headers = {"Authorization": f"Bearer {pair['access_token']}"}
+    for path in ("/api/v1/users/me", f"/api/v1/users/{user['id']}", "/healthz", "/openapi.json"):
+        got = await client.get(path, headers=headers)
+        head = await client.head(path, headers=headers)
+        assert (head.status_code, got.status_code) == (200, 200), path
+        assert head.content == b"", path
+        for name in ("content-type", "content-length", "etag"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+
+
+async def test_head_without_a_token_is_a_401_without_a_body(client: httpx.AsyncClient) -> None:
+    response = await client.head("/api/v1/users/me")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.content == b""
+
+
+async def test_head_where_only_post_is_served_is_a_405(client: httpx.AsyncClient) -> None:
+    response = await client.head("/api/v1/auth/login")
+    assert response.status_code == 405
+    assert allowed_methods(response) == {"POST"}
+
+
 async def test_405_allow_header_lists_every_method_of_the_path(
     client: httpx.AsyncClient,
 ) -> None:
