@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./accounts.db"
 
@@ -140,12 +142,13 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         try:
-            port = urlsplit(value).port
-        except ValueError:
+            # SQLAlchemy's own parser, the one that will connect: it reads a password
+            # with an unencoded "/" or "#" in it as the password.
+            port = make_url(value).port
+        except (ArgumentError, ValueError):
             port = 0
-        if port == 0:
-            # Never echo the value: a password with a "/" in it, not percent-encoded,
-            # ends the host part early and is then read as the "port".
+        if port is not None and not 1 <= port <= 65535:
+            # Never echo the value: it holds the password.
             raise ValueError(
                 "the port is not a number from 1 to 65535 (in a password, percent-encode"
                 " any of : / @ ? #)"
@@ -231,7 +234,9 @@ class Settings(BaseSettings):
         # default policy), so what passes here is what recipients see.
         try:
             header = _HEADERS("From", value)
-        except (IndexError, ValueError):  # a few malformed inputs raise instead
+        # A few malformed inputs raise instead ("a@[" an AttributeError): whatever the
+        # parser raises, the value is no mailbox.
+        except Exception:
             header = None
         addresses: tuple[Address, ...] = getattr(header, "addresses", ())
         if (

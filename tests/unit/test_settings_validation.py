@@ -77,6 +77,8 @@ def test_one_email_address_with_or_without_a_name_is_accepted_as_the_sender(
         "a@example.com,",
         "Example <no-reply@example.com> trailing",
         "no-reply@example.com\r\nBcc: victim@example.com",
+        "a@[",  # the header parser raised AttributeError: a traceback, not this message
+        "a@[1.2.3",
     ],
 )
 def test_a_sender_that_is_not_one_email_address_is_refused(sender: str) -> None:
@@ -142,3 +144,34 @@ def test_a_bad_smtp_setting_never_shows_the_password() -> None:
 )
 def test_smtp_off_on_without_login_and_on_with_login_are_accepted(smtp: dict[str, str]) -> None:
     settings_of(**smtp)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://app:ab/cd@db.internal/accounts",
+        "postgresql+asyncpg://app:ab#cd@db.internal:5432/accounts",
+        "postgresql+asyncpg://app:12/34@db.internal/accounts",
+    ],
+    ids=["slash", "hash-with-port", "digits-and-slash"],
+)
+def test_a_password_with_an_unencoded_slash_or_hash_is_read_as_sqlalchemy_reads_it(
+    url: str,
+) -> None:
+    # Such URLs connect (SQLAlchemy's parser takes the password up to the last "@"),
+    # so they must not be refused as a bad port.
+    assert settings_of(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://app@db.internal:notaport/accounts",
+        "postgresql+asyncpg://app@db.internal:0/accounts",
+        "postgresql+asyncpg://app@db.internal:65536/accounts",
+    ],
+    ids=["not-a-number", "zero", "too-large"],
+)
+def test_a_database_port_that_is_no_port_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match=r"ACCOUNTS_DATABASE_URL: .*port"):
+        settings_of(database_url=url)

@@ -88,8 +88,12 @@ def normalize_password(password: str) -> str:
 
 
 def check_password(value: str) -> str:
-    """Check a new password's length (NIST SP 800-63B: length, no composition rules)."""
-    if len(value) < PASSWORD_MIN_LENGTH:
+    """Check a new password's length (NIST SP 800-63B: length, no composition rules).
+
+    The minimum holds as typed and as hashed: normalisation can shorten a password
+    (eight "e" + combining accent pairs are four "é").
+    """
+    if min(len(value), len(normalize_password(value))) < PASSWORD_MIN_LENGTH:
         raise ValueError(f"must be at least {PASSWORD_MIN_LENGTH} characters")
     if len(value) > PASSWORD_MAX_LENGTH:
         raise ValueError(f"must be at most {PASSWORD_MAX_LENGTH} characters")

@@ -233,4 +233,8 @@ class HeadAsGetMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        as_get = {**scope, "method": "GET"}
+        await self.app(as_get, receive, send_without_body)
+        # The route the router matched, for the request log and metrics outside.
+        if "route" in as_get:
+            scope["route"] = as_get["route"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import enum
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +21,19 @@ from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from accounts.domain.users import normalize_password
+
+
+class Match(enum.Enum):
+    """How a password matched its hash. Falsy when it did not."""
+
+    NONE = "none"
+    NORMALISED = "normalised"
+    # A hash of the password as typed, made before passwords were normalised: right,
+    # but to be replaced by a hash of the normalised form.
+    AS_TYPED = "as_typed"
+
+    def __bool__(self) -> bool:
+        return self is not Match.NONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +83,25 @@ class PasswordHasher:
             self._pool, self._argon2.hash, normalize_password(password)
         )
 
-    async def verify(self, password_hash: str | None, password: str) -> bool:
-        """True when ``password`` matches; with no hash, spend the same time and say False."""
+    async def verify(self, password_hash: str | None, password: str) -> Match:
+        """Whether ``password`` matches, and how; with no hash, spend the same time and
+        say NONE."""
         target = password_hash if password_hash is not None else self._dummy_hash
         loop = asyncio.get_running_loop()
         matched = await loop.run_in_executor(self._pool, self._verify_sync, target, password)
-        return matched and password_hash is not None
+        return matched if password_hash is not None else Match.NONE
 
-    def _verify_sync(self, password_hash: str, password: str) -> bool:
+    def _verify_sync(self, password_hash: str, password: str) -> Match:
         normalized = normalize_password(password)
         if self._matches(password_hash, normalized):
-            return True
-        # Hashes made before passwords were normalised hold the password as typed.
-        # Only a password that normalisation changes costs a second verify, and an
-        # unknown email (the dummy hash) pays the same.
-        return normalized != password and self._matches(password_hash, password)
+            return Match.NORMALISED
+        # Hashes made before passwords were normalised hold the password as typed;
+        # login replaces such a hash (Match.AS_TYPED). Only a password that
+        # normalisation changes costs a second verify, and an unknown email (the dummy
+        # hash) pays the same.
+        if normalized != password and self._matches(password_hash, password):
+            return Match.AS_TYPED
+        return Match.NONE
 
     def _matches(self, password_hash: str, password: str) -> bool:
         try:

@@ -33,7 +33,7 @@ from accounts.metrics import Metrics
 from accounts.models import AuthSession, RefreshToken, User
 from accounts.models.base import new_id, utcnow
 from accounts.security.opaque import hash_token, new_token
-from accounts.security.passwords import PasswordHasher
+from accounts.security.passwords import Match, PasswordHasher
 from accounts.security.tokens import (
     AccessClaims,
     AccessTokenCodec,
@@ -116,7 +116,8 @@ class AuthService:
         async with self._uow() as uow:
             user = await uow.users.get_by_email_key(key)
         stored_hash = user.password_hash if user is not None else None
-        if not await self._hasher.verify(stored_hash, password) or user is None:
+        matched = await self._hasher.verify(stored_hash, password)
+        if not matched or user is None:
             await self._limits.login_failed(key)
             await self._login_failed(user, client, "invalid_credentials")
             raise InvalidCredentials()
@@ -126,7 +127,7 @@ class AuthService:
         # Hash before taking the write lock: hashing is slow, the lock is shared.
         new_hash = (
             await self._hasher.hash(password)
-            if self._hasher.needs_rehash(user.password_hash)
+            if matched is Match.AS_TYPED or self._hasher.needs_rehash(user.password_hash)
             else None
         )
         now = utcnow()

@@ -268,8 +268,8 @@ async def test_verify_without_a_hash_runs_argon2_and_never_matches(
     recorder = RecordingArgon2(container.hasher._argon2)
     monkeypatch.setattr(container.hasher, "_argon2", recorder)
 
-    assert await container.hasher.verify(None, "dummy password for timing equalisation") is False
-    assert await container.hasher.verify(None, PASSWORD) is False
+    assert not await container.hasher.verify(None, "dummy password for timing equalisation")
+    assert not await container.hasher.verify(None, PASSWORD)
     assert len(recorder.verified) == 2
     assert all(hashed.startswith("$argon2id$") for hashed in recorder.verified)
 

@@ -24,7 +24,7 @@ from accounts.domain.audit import AuditEventType
 from accounts.models import AuditEvent, AuthSession, RefreshToken
 from accounts.models.base import new_id, utcnow
 from accounts.security.opaque import hash_token
-from accounts.security.passwords import HashParameters, PasswordHasher
+from accounts.security.passwords import HashParameters, Match, PasswordHasher
 from tests.factories import PASSWORD, login, register
 from tests.lock_waits import until_a_statement_waits
 from tests.statement_log import StatementLog
@@ -100,7 +100,7 @@ def verify_then(
     login writes anything: what a concurrent admin request could do at that moment."""
     verify = container.hasher.verify
 
-    async def verify_and_change(password_hash: str | None, password: str) -> bool:
+    async def verify_and_change(password_hash: str | None, password: str) -> Match:
         matched = await verify(password_hash, password)
         await change()
         return matched

@@ -16,7 +16,7 @@ from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 
 from accounts.bootstrap import Container
-from accounts.security.passwords import HashParameters, PasswordHasher
+from accounts.security.passwords import HashParameters, Match, PasswordHasher
 from tests.factories import full_width, register
 
 LOGIN_URL = "/api/v1/auth/login"
@@ -51,7 +51,7 @@ async def test_a_full_width_password_is_the_same_as_its_ascii_form(
     assert await login_status(client, user["email"], "my passphrase") == 200
 
 
-async def test_a_hash_made_before_normalisation_still_verifies(
+async def test_a_hash_made_before_normalisation_verifies_and_is_replaced_at_login(
     client: httpx.AsyncClient, container: Container
 ) -> None:
     user = await register(client)
@@ -69,8 +69,17 @@ async def test_a_hash_made_before_normalisation_still_verifies(
         stored.password_hash = legacy
         await uow.commit()
 
-    assert await login_status(client, user["email"], NFD) == 200
     assert await login_status(client, user["email"], NFD.replace("42", "43")) == 401
+    assert await login_status(client, user["email"], NFD) == 200
+
+    # That login replaced the hash with one of the normalised form, so that the
+    # fallback is needed no more for this account.
+    async with container.uow() as uow:
+        rehashed = await uow.users.get(uuid.UUID(user["id"]))
+    assert rehashed is not None
+    assert rehashed.password_hash != legacy
+    assert Argon2Hasher().verify(rehashed.password_hash, NFC)
+    assert await login_status(client, user["email"], NFC) == 200
 
 
 @pytest.mark.parametrize("password", [NFD, "plain ascii words"], ids=["changed", "unchanged"])
@@ -88,12 +97,27 @@ async def test_an_unknown_email_costs_as_many_verifies_as_a_wrong_password(
             return matches(self, password_hash, given)
 
         monkeypatch.setattr(PasswordHasher, "_matches", counted)
-        assert not await hasher.verify(stored, password)
+        assert await hasher.verify(stored, password) is Match.NONE
         known = len(verifies)
         verifies.clear()
-        assert not await hasher.verify(None, password)
+        assert await hasher.verify(None, password) is Match.NONE
         assert len(verifies) == known
         # Two for a password normalisation changes (new form, then as typed), else one.
         assert known == (2 if password == NFD else 1)
     finally:
         hasher.close()
+
+
+async def test_a_password_that_normalisation_shortens_below_the_minimum_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    # Eight code points as typed ("e" and a combining acute accent, four times), four
+    # once normalised: the hashed password would be shorter than the minimum.
+    decomposed = unicodedata.normalize("NFD", "éééé")
+    assert len(decomposed) == 8
+    response = await client.post(
+        "/api/v1/users",
+        json={"email": "short@example.com", "password": decomposed, "name": "Short"},
+    )
+    assert response.status_code == 422, response.text
+    assert ["body", "password"] in [error["loc"] for error in response.json()["errors"]]

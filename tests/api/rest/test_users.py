@@ -1073,6 +1073,23 @@ async def test_superuser_patching_with_a_stale_etag_gets_412_and_changes_nothing
     assert (stored.is_active, stored.name) == (True, "Changed By Ada")
 
 
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+@pytest.mark.parametrize("tag", [b'"\xb2"', b'"\xb9"', b'"1\xb3"'], ids=["2", "1", "13"])
+async def test_an_if_match_of_superscript_digits_gets_412(
+    client: httpx.AsyncClient, method: str, tag: bytes
+) -> None:
+    ada = await account(client)
+    # Header values are read as latin-1: "²" arrives, and str.isdigit() says yes to it,
+    # which made int() raise (a 500).
+    response = await client.request(
+        method,
+        f"{USERS}/{ada.id}",
+        headers={**ada.headers, "If-Match": tag},
+        json={"name": "Superscript"} if method == "PATCH" else None,
+    )
+    problem(response, 412)
+
+
 async def test_patching_with_if_match_star_returns_200(client: httpx.AsyncClient) -> None:
     ada = await account(client)
     response = await client.patch(

@@ -48,8 +48,11 @@ def parse_if_match(header: str | None) -> frozenset[int] | None:
     versions = set()
     for tag in header.split(","):
         tag = tag.strip()
-        if len(tag) >= 2 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
-            versions.add(int(tag[1:-1]))
+        version = tag[1:-1]
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses (a 500),
+        # and a header decoded as latin-1 can carry it.
+        if len(tag) >= 2 and tag[0] == tag[-1] == '"' and version.isascii() and version.isdigit():
+            versions.add(int(version))
     return frozenset(versions)
 
 
