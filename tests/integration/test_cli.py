@@ -533,30 +533,34 @@ def test_a_malformed_database_url_is_refused_as_a_bad_setting(
 # --- unknown ACCOUNTS_* variables ------------------------------------------------------
 
 
-def test_a_misspelt_setting_in_the_environment_is_warned_about_with_a_suggestion(
-    workdir: Path,
+@pytest.mark.parametrize(
+    ("environment", "env_file", "warning"),
+    [
+        (
+            {"RATE_LIMIT": "off"},
+            None,
+            "warning: ACCOUNTS_RATE_LIMIT (environment variable) is not a setting and is"
+            " ignored: did you mean ACCOUNTS_RATE_LIMITS?",
+        ),
+        (
+            {},
+            "ACCOUNTS_REGISTRATON_OPEN=false\nOTHER_TOOL=1\n",
+            "warning: ACCOUNTS_REGISTRATON_OPEN (key in .env) is not a setting and is"
+            " ignored: did you mean ACCOUNTS_REGISTRATION_OPEN?",
+        ),
+    ],
+    ids=["environment", "env-file"],
+)
+def test_a_misspelt_setting_is_warned_about_with_a_suggestion(
+    workdir: Path, environment: dict[str, str], env_file: str | None, warning: str
 ) -> None:
-    result = run_cli("openapi", cwd=workdir, RATE_LIMIT="off")
+    if env_file is not None:
+        (workdir / ".env").write_text(env_file)
+
+    result = run_cli("openapi", cwd=workdir, **environment)
 
     assert result.returncode == 0, result.stderr
-    assert result.stderr.strip() == (
-        "warning: ACCOUNTS_RATE_LIMIT (environment variable) is not a setting and is"
-        " ignored: did you mean ACCOUNTS_RATE_LIMITS?"
-    )
-
-
-def test_a_misspelt_key_in_the_env_file_is_warned_about_with_a_suggestion(
-    workdir: Path,
-) -> None:
-    (workdir / ".env").write_text("ACCOUNTS_REGISTRATON_OPEN=false\nOTHER_TOOL=1\n")
-
-    result = run_cli("openapi", cwd=workdir)
-
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip() == (
-        "warning: ACCOUNTS_REGISTRATON_OPEN (key in .env) is not a setting and is"
-        " ignored: did you mean ACCOUNTS_REGISTRATION_OPEN?"
-    )
+    assert result.stderr.strip() == warning
 
 
 def test_an_unknown_variable_like_no_setting_is_warned_about_without_a_suggestion(
