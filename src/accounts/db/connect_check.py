@@ -26,19 +26,31 @@ class DatabaseUnreachable(Exception):
     """The database cannot be opened or reached; the message says why, password-free."""
 
 
-async def check_connection(database: Database) -> None:
-    """Open one connection and run ``SELECT 1``.
+# A server that accepts connections and then says nothing (a host that drops packets
+# after the handshake, a proxy with no backend) would otherwise hold start-up for the
+# driver's own timeout, a minute for asyncpg, before the one-line error.
+CHECK_TIMEOUT_SECONDS = 15.0
+
+
+async def check_connection(
+    database: Database, *, timeout_seconds: float = CHECK_TIMEOUT_SECONDS
+) -> None:
+    """Open one connection and run ``SELECT 1``, within ``timeout_seconds``.
 
     Raises:
-        DatabaseUnreachable: the driver could not connect, or refused the connection.
+        DatabaseUnreachable: the driver could not connect, refused the connection, or
+            no answer came in time.
     """
     url = database.config.url
     try:
-        if database.is_sqlite:
-            await asyncio.to_thread(_open_sqlite, url)
-        else:
-            await database.ping()
-    except (DBAPIError, OSError) as exc:  # OSError covers refused, unresolvable, timeouts
+        async with asyncio.timeout(timeout_seconds):
+            if database.is_sqlite:
+                await asyncio.to_thread(_open_sqlite, url)
+            else:
+                await database.ping()
+    except TimeoutError:
+        raise DatabaseUnreachable(f"no answer within {timeout_seconds:g} s") from None
+    except (DBAPIError, OSError) as exc:  # OSError covers refused, unresolvable
         raise DatabaseUnreachable(describe_failure(exc, url)) from None
 
 
