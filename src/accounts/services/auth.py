@@ -262,9 +262,16 @@ class AuthService:
             InvalidInput: the token is empty.
         """
         _presented_refresh_token(refresh_token)
+        digest = hash_token(refresh_token)
+        # Looked up before any write: logout has no rate limit, and on SQLite a write
+        # transaction queues behind every other writer, so a stream of made-up tokens
+        # must not take the writer's turn.
+        async with self._uow() as uow:
+            if await uow.refresh_tokens.get_by_hash(digest) is None:
+                raise NotAuthenticated("Invalid refresh token.")
         now = utcnow()
         async with self._uow(write=True) as uow:
-            stored = await uow.refresh_tokens.get_by_hash(hash_token(refresh_token))
+            stored = await uow.refresh_tokens.get_by_hash(digest)
             if stored is None or not await uow.auth_sessions.revoke(stored.session_id, now):
                 raise NotAuthenticated("Invalid refresh token.")
             session = await uow.auth_sessions.get(stored.session_id)

@@ -8,6 +8,7 @@ which proves the forging helpers make otherwise valid tokens.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -769,3 +770,17 @@ async def test_password_change_leaves_other_users_sessions_alone(
     assert response.status_code == 204
     assert await me_status(client, grace.access_token) == 200
     assert_token_pair(await refresh(client, grace.refresh_token))
+
+
+async def test_a_logout_with_an_unknown_token_does_not_wait_for_a_writer(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    # A write transaction is open: on SQLite it holds this process's writer turn, and a
+    # logout that took a write transaction to look its token up waited behind it.
+    async with container.uow(write=True) as uow:
+        response = await asyncio.wait_for(
+            client.post(LOGOUT_URL, json={"refresh_token": "never-issued-" + "x" * 40}),
+            timeout=5,
+        )
+        await uow.commit()
+    assert response.status_code == 401, response.text
