@@ -40,6 +40,19 @@ def args(**values: Any) -> Callable[[Account], dict[str, Any]]:
     return lambda _caller: values
 
 
+def update_input_row(input_field: str, value: str) -> Row:
+    """A row breaking one field of updateUser's input, as the caller updating themself."""
+    return Row(
+        "updateUser",
+        input_field,
+        "mutation($id: ID!, $v: String) {"
+        f" updateUser(id: $id, input: {{{input_field}: $v}}) {{ id }} }}",
+        lambda caller: {"id": caller.id, "v": value},
+        who="user",
+        input_fields=("name", "email", "isActive", "isSuperuser"),
+    )
+
+
 ROWS = [
     Row(
         "register",
@@ -86,22 +99,8 @@ ROWS = [
         "mutation($v: String!) { logout(refreshToken: $v) }",
         args(v=""),  # empty: bad input (one too long is not ours, UNAUTHENTICATED)
     ),
-    Row(
-        "updateUser",
-        "name",
-        "mutation($id: ID!, $v: String) { updateUser(id: $id, input: {name: $v}) { id } }",
-        lambda caller: {"id": caller.id, "v": ""},
-        who="user",
-        input_fields=("name", "email", "isActive", "isSuperuser"),
-    ),
-    Row(
-        "updateUser",
-        "email",
-        "mutation($id: ID!, $v: String) { updateUser(id: $id, input: {email: $v}) { id } }",
-        lambda caller: {"id": caller.id, "v": "not an address"},
-        who="user",
-        input_fields=("name", "email", "isActive", "isSuperuser"),
-    ),
+    update_input_row("name", ""),
+    update_input_row("email", "not an address"),
     Row(
         "updateUser",
         "id",
