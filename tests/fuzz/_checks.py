@@ -12,6 +12,12 @@ screened against a list of common ones. This check then holds every such rejecti
 to exactly those rules, so that any other 400/412/422 for schema-valid data (a
 schema that promises more than the service accepts) still fails.
 
+``only_oversized_bodies_get_413``: schemathesis' ``negative_data_rejection`` is told
+that 413 rejects invalid data too: a string far beyond a field's ``maxLength`` can make
+the whole body larger than the service's body limit, which refuses it before parsing
+(docs/decisions.md, "Our own body-size limit"). This check holds every 413 to exactly
+that: the body sent must be larger than the limit.
+
 ``graphql_answers_within_contract``: GraphQL's type system cannot carry value rules
 (an ID's format, ``first`` at most 100, an email's syntax), so the contract answers
 type-valid but wrong values with ``BAD_USER_INPUT``, and wrong credentials, absent
@@ -32,9 +38,19 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, CheckContext, Response
 
+from accounts.settings import Settings
+
 PROBLEM_KEYS = {"type", "title", "status", "detail", "request_id"}
 # Statuses schemathesis' positive_data_acceptance accepts; the check below narrows them.
 POSITIVE_EXPECTED_STATUSES = ["2XX", "400", "401", "403", "404", "409", "412", "422", "429"]
+# schemathesis' own negative_data_rejection list, plus the body limit's 413 (checked
+# below to answer only bodies over the limit).
+NEGATIVE_EXPECTED_STATUSES = [
+    *("400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"),
+    "5xx",  # still a failure: schemathesis' not_a_server_error check fails every 5xx
+]
+# The fuzz targets keep the service's default body limit.
+MAX_REQUEST_BODY_BYTES: int = Settings.model_fields["max_request_body_bytes"].default
 # 400s that schema-valid data can legitimately get (the problem ``type`` says which).
 SEMANTIC_400_TYPES = {
     "urn:accounts:problem:email-taken",
@@ -100,6 +116,18 @@ def errors_are_problem_details(ctx: CheckContext, response: Response, case: Case
         assert _header(response, "www-authenticate") == "Bearer", response.headers
     if response.status_code == 422:
         assert isinstance(body.get("errors"), list), body
+    return None
+
+
+@schemathesis.check
+def only_oversized_bodies_get_413(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    if not _is_rest(case) or response.status_code != 413:
+        return None
+    body = response.request.body or b""
+    size = len(body.encode() if isinstance(body, str) else body)
+    assert size > MAX_REQUEST_BODY_BYTES, (
+        f"413 for a body of {size} bytes, within the {MAX_REQUEST_BODY_BYTES}-byte limit"
+    )
     return None
 
 

@@ -32,6 +32,7 @@ schema.config.generation.update(
 )
 schema.config.checks.update(included_check_names=["all"])
 schema.config.checks.positive_data_acceptance.expected_statuses = _checks.POSITIVE_EXPECTED_STATUSES
+schema.config.checks.negative_data_rejection.expected_statuses = _checks.NEGATIVE_EXPECTED_STATUSES
 schema.config.phases.update(phases=["examples", "coverage", "fuzzing", "stateful"])
 
 
