@@ -8,11 +8,14 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test check format clean
 
 # setup.py builds the one C extension (src/accounts/arena_cache.py says why).
-$(STAMP): pyproject.toml setup.py src/accounts/_arena_cache.c
+# constraints.txt pins every package to the versions the tests last passed with;
+# scripts/lock.sh renews it (docs/decisions.md, "Installs are pinned").
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+$(STAMP): pyproject.toml setup.py src/accounts/_arena_cache.c constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP_INSTALL) -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -36,7 +39,7 @@ check: $(STAMP)
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(PIP_INSTALL) -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
 .PHONY: bench
