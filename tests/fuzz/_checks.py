@@ -49,7 +49,7 @@ NEGATIVE_EXPECTED_STATUSES = [
     *("400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"),
     "5xx",  # still a failure: schemathesis' not_a_server_error check fails every 5xx
 ]
-# The fuzz targets keep the service's default body limit.
+# The body limit of the fuzz targets (_target.make_target sets it): the default.
 MAX_REQUEST_BODY_BYTES: int = Settings.model_fields["max_request_body_bytes"].default
 # 400s that schema-valid data can legitimately get (the problem ``type`` says which).
 SEMANTIC_400_TYPES = {

@@ -29,6 +29,7 @@ from accounts.bootstrap import build
 from accounts.settings import Settings
 from tests.conftest import DATA_TABLES, make_settings
 from tests.factories import PASSWORD
+from tests.fuzz._checks import MAX_REQUEST_BODY_BYTES
 
 ADMIN_EMAIL = "fuzz-admin@example.com"
 # The stateful runs: scenarios of a few linked operations each, as many as CI's time allows.
@@ -114,7 +115,12 @@ async def _create_admin(settings: Settings) -> uuid.UUID:
 def make_target(prefix: str) -> FuzzTarget:
     """A migrated SQLite file in a new temporary directory, with a superuser; rate limits off."""
     directory = Path(tempfile.mkdtemp(prefix=prefix))
-    settings = make_settings(f"sqlite+aiosqlite:///{directory / 'accounts.db'}", rate_limits="off")
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{directory / 'accounts.db'}",
+        rate_limits="off",
+        # Set, not left to ACCOUNTS_MAX_REQUEST_BODY_BYTES: the 413 check holds to it.
+        max_request_body_bytes=MAX_REQUEST_BODY_BYTES,
+    )
     # On a loop of its own, in a thread: the caller may be inside a running loop.
     with ThreadPoolExecutor(max_workers=1) as pool:
         admin_id = pool.submit(asyncio.run, _create_admin(settings)).result()
