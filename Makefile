@@ -8,14 +8,16 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test check format clean
 
 # setup.py builds the one C extension (src/accounts/arena_cache.py says why).
-# constraints.txt pins every package to the versions the tests last passed with;
-# scripts/lock.sh renews it (docs/decisions.md, "Installs are pinned").
-PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+# constraints.txt pins every package to the versions the tests last passed with, pip
+# and the build's setuptools included; scripts/lock.sh renews it (docs/decisions.md,
+# "Installs are pinned"). A venv that has the bench's packages gets them re-pinned too.
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+PIP_INSTALL := $(PIP) --build-constraint constraints.txt
 $(STAMP): pyproject.toml setup.py src/accounts/_arena_cache.c constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PIP_INSTALL) -e '.[dev]'
+	$(PIP) pip setuptools
+	extras=dev; [ -f $(BENCH_STAMP) ] && extras=dev,bench; $(PIP_INSTALL) -e ".[$$extras]"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -6,11 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
+"$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
 venv="$(mktemp -d)"
-trap 'rm -rf "$venv"' EXIT
+trap 'rm -rf "$venv" constraints.txt.new' EXIT
 
 "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+# pip, and the setuptools that builds the project (pip's isolated build takes the
+# newest too), are pinned with the rest: make install passes --build-constraint.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools
 # Not editable: the project itself must not appear among its own pins.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check '.[dev,bench]'
 version="$("$venv/bin/python" -c 'import platform; print(platform.python_version())')"
@@ -19,7 +22,7 @@ version="$("$venv/bin/python" -c 'import platform; print(platform.python_version
   echo "# on Python $version ($(uname -sm)). Do not edit by hand: change pyproject.toml,"
   echo "# run scripts/lock.sh, then make test."
   "$venv/bin/python" -m pip freeze --disable-pip-version-check --all \
-    | grep -v -i -E '^(accounts( @|==)|pip==|setuptools==|wheel==)' \
+    | grep -v -i -E '^accounts( @|==)' \
     | LC_ALL=C sort -f
 } > constraints.txt.new
 mv constraints.txt.new constraints.txt

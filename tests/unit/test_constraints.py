@@ -52,6 +52,40 @@ def test_every_declared_dependency_is_pinned_within_its_range(requirement: Requi
     )
 
 
+def _installed_closure(extras: frozenset[str]) -> set[str]:
+    """Every distribution that ``accounts[extras]`` requires here, transitively."""
+    visited: set[tuple[str, frozenset[str]]] = set()
+    wanted = [("accounts", extras)]
+    while wanted:
+        name, name_extras = wanted.pop()
+        environments = [{"extra": extra} for extra in ("", *name_extras)]
+        for requirement in map(Requirement, metadata.distribution(name).requires or []):
+            marker = requirement.marker
+            if marker is not None and not any(marker.evaluate(env) for env in environments):
+                continue
+            node = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+            if node not in visited:
+                visited.add(node)
+                wanted.append(node)
+    return {name for name, _ in visited}
+
+
+def _bench_installed() -> bool:
+    try:
+        metadata.distribution("matplotlib")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_everything_installed_for_the_service_and_its_tools_is_pinned() -> None:
+    extras = frozenset({"dev", "bench"} if _bench_installed() else {"dev"})
+
+    unpinned = sorted(_installed_closure(extras) - PINS.keys())
+
+    assert not unpinned, f"installed without a pin: {unpinned}; run scripts/lock.sh"
+
+
 def test_the_installed_packages_are_the_pinned_versions() -> None:
     installed = {
         canonicalize_name(dist.metadata["Name"]): Version(dist.version)
