@@ -53,13 +53,30 @@ def update_input_row(input_field: str, value: str) -> Row:
     )
 
 
+def bad(field: str, argument: str, document: str, value: Any, who: str = "none") -> Row:
+    """A row whose document takes the bad value as its one variable, ``$v``."""
+    return Row(field, argument, document, args(v=value), who=who)
+
+
+def bad_id(field: str, document: str) -> Row:
+    """A malformed ``id`` argument, which every field refuses the same way."""
+    return bad(field, "id", document, "42", who="user")
+
+
+def bad_list_argument(field: str, argument: str, graphql_type: str, value: Any) -> Row:
+    """A bad argument of a superuser's list: ``users`` or ``auditEvents``."""
+    selection = {"users": "totalCount", "auditEvents": "nextCursor"}[field]
+    document = f"query($v: {graphql_type}) {{ {field}({argument}: $v) {{ {selection} }} }}"
+    return bad(field, argument, document, value, who="admin")
+
+
 ROWS = [
-    Row(
+    bad(
         "register",
         "email",
         'mutation($v: String!) { register(email: $v, password: "a long passphrase",'
         ' name: "Ada") { id } }',
-        args(v="not an address"),
+        "not an address",
     ),
     Row(
         "register",
@@ -75,45 +92,35 @@ ROWS = [
         " { id } }",
         lambda _: {"v": "short", "e": unique_email()},
     ),
-    Row(
+    bad(
         "login",
         "email",
         'mutation($v: String!) { login(email: $v, password: "x") { accessToken } }',
-        args(v="e" * 321),
+        "e" * 321,
     ),
-    Row(
+    bad(
         "login",
         "password",
         'mutation($v: String!) { login(email: "a@example.com", password: $v) { accessToken } }',
-        args(v=LONG_PASSWORD),
+        LONG_PASSWORD,
     ),
-    Row(
+    bad(
         "refresh",
         "refreshToken",
         "mutation($v: String!) { refresh(refreshToken: $v) { accessToken } }",
-        args(v=""),
+        "",
     ),
-    Row(
-        "logout",
-        "refreshToken",
-        "mutation($v: String!) { logout(refreshToken: $v) }",
-        args(v=""),  # empty: bad input (one too long is not ours, UNAUTHENTICATED)
-    ),
+    # Empty: bad input (one too long is not ours, UNAUTHENTICATED).
+    bad("logout", "refreshToken", "mutation($v: String!) { logout(refreshToken: $v) }", ""),
     update_input_row("name", ""),
     update_input_row("email", "not an address"),
-    Row(
-        "updateUser",
-        "id",
-        'mutation($v: ID!) { updateUser(id: $v, input: {name: "X"}) { id } }',
-        args(v="42"),
-        who="user",
-    ),
-    Row("deleteUser", "id", "mutation($v: ID!) { deleteUser(id: $v) }", args(v="42"), who="user"),
-    Row(
+    bad_id("updateUser", 'mutation($v: ID!) { updateUser(id: $v, input: {name: "X"}) { id } }'),
+    bad_id("deleteUser", "mutation($v: ID!) { deleteUser(id: $v) }"),
+    bad(
         "changePassword",
         "currentPassword",
         'mutation($v: String!) { changePassword(currentPassword: $v, newPassword: "a long one!") }',
-        args(v=LONG_PASSWORD),
+        LONG_PASSWORD,
         who="user",
     ),
     Row(
@@ -124,69 +131,21 @@ ROWS = [
         lambda caller: {"v": "short", "c": caller.password},
         who="user",
     ),
-    Row(
+    bad(
         "requestPasswordReset",
         "email",
         "mutation($v: String!) { requestPasswordReset(email: $v) }",
-        args(v=""),
+        "",
     ),
-    Row(
-        "revokeSession",
-        "id",
-        "mutation($v: ID!) { revokeSession(id: $v) }",
-        args(v="42"),
-        who="user",
-    ),
-    Row("user", "id", "query($v: ID!) { user(id: $v) { id } }", args(v="42"), who="user"),
-    Row(
-        "users",
-        "query",
-        "query($v: String) { users(query: $v) { totalCount } }",
-        args(v="q" * 255),
-        who="admin",
-    ),
-    Row(
-        "users",
-        "after",
-        "query($v: String) { users(after: $v) { totalCount } }",
-        args(v="not a cursor"),
-        who="admin",
-    ),
-    Row(
-        "users",
-        "first",
-        "query($v: Int) { users(first: $v) { totalCount } }",
-        args(v=101),
-        who="admin",
-    ),
-    Row(
-        "auditEvents",
-        "first",
-        "query($v: Int) { auditEvents(first: $v) { nextCursor } }",
-        args(v=101),
-        who="admin",
-    ),
-    Row(
-        "auditEvents",
-        "after",
-        "query($v: String) { auditEvents(after: $v) { nextCursor } }",
-        args(v="not a cursor"),
-        who="admin",
-    ),
-    Row(
-        "auditEvents",
-        "type",
-        "query($v: String) { auditEvents(type: $v) { nextCursor } }",
-        args(v="no.such_event"),
-        who="admin",
-    ),
-    Row(
-        "auditEvents",
-        "userId",
-        "query($v: ID) { auditEvents(userId: $v) { nextCursor } }",
-        args(v="42"),
-        who="admin",
-    ),
+    bad_id("revokeSession", "mutation($v: ID!) { revokeSession(id: $v) }"),
+    bad_id("user", "query($v: ID!) { user(id: $v) { id } }"),
+    bad_list_argument("users", "query", "String", "q" * 255),
+    bad_list_argument("users", "after", "String", "not a cursor"),
+    bad_list_argument("users", "first", "Int", 101),
+    bad_list_argument("auditEvents", "first", "Int", 101),
+    bad_list_argument("auditEvents", "after", "String", "not a cursor"),
+    bad_list_argument("auditEvents", "type", "String", "no.such_event"),
+    bad_list_argument("auditEvents", "userId", "ID", "42"),
 ]
 
 # Arguments with no rule of their own to break here, and why.
